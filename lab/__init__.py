@@ -1,0 +1,1 @@
+"""Mail-path troubleshooting lab: a virtual internet and company network in namespaces."""

@@ -1,0 +1,193 @@
+"""The `lab` command: parses arguments, calls the library, renders results and errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from lab.errors import LabError
+
+
+def _add_lab(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lab", metavar="NAME", help="the lab instance (default: the only one running)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Mail-path troubleshooting lab.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="bring up a lab from a topology (a name or a YAML file)")
+    p.add_argument("topology")
+    _add_lab(p)
+    p = sub.add_parser("down", help="tear a lab down")
+    _add_lab(p)
+    p = sub.add_parser("ls", help="list labs")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="show a lab's nodes, interfaces and addresses")
+    p.add_argument("--json", action="store_true")
+    _add_lab(p)
+    p = sub.add_parser("exec", help="run a command inside a node: lab exec NODE -- CMD...")
+    p.add_argument("node")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    _add_lab(p)
+    p = sub.add_parser("shell", help="open an interactive shell inside a node")
+    p.add_argument("node")
+    _add_lab(p)
+    p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
+    p = sub.add_parser("validate", help="check a topology file without building anything")
+    p.add_argument("topology")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except LabError as e:
+        print(f"lab: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+
+    started = time.monotonic()
+    state = lifecycle.up(args.topology, args.lab)
+    hosts = sum(1 for r in state.nodes.values() if r.kind == "host")
+    print(f"lab {state.lab} is up: topology {state.topology}, {hosts} nodes "
+          f"({time.monotonic() - started:.2f} s)")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+
+    lifecycle.require_root()
+    lab = lifecycle.pick_lab(args.lab)
+    lifecycle.down(lab)
+    print(f"lab {lab} is down")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+    from lab.engine.state import LabState, lab_names
+
+    lifecycle.require_root()
+    rows = []
+    for lab in lab_names():
+        try:
+            state = LabState.load(lab)
+            alive = state.supervisor.alive()
+            rows.append({"lab": lab, "topology": state.topology, "running": alive,
+                         "created": state.created, "supervisor": state.supervisor.pid})
+        except LabError:
+            rows.append({"lab": lab, "topology": "?", "running": False, "created": None,
+                         "supervisor": None})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no labs")
+        return 0
+    print(f"{'LAB':<24} {'TOPOLOGY':<16} {'STATE':<28} UP SINCE")
+    for r in rows:
+        state = "running" if r["running"] else "dead (run `lab clean`)"
+        since = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r["created"] else "-"
+        print(f"{r['lab']:<24} {r['topology']:<16} {state:<28} {since}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lab.engine import control, lifecycle
+
+    lifecycle.require_root()
+    lab = lifecycle.pick_lab(args.lab)
+    status = control.request(lab, "status")
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        print(render_status(status))
+    return 0
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = [f"lab {status['lab']} (topology {status['topology']}), supervisor pid "
+             f"{status['supervisor']}"]
+    lines.append("segments: " + ", ".join(
+        f"{name} {seg['subnet']}" for name, seg in status["segments"].items()))
+    lines.append(f"{'NODE':<10} {'IFACE':<6} {'STATE':<6} ADDRESSES")
+    for name, node in status["nodes"].items():
+        for i, intf in enumerate(node["interfaces"]):
+            label = name if i == 0 else ""
+            lines.append(f"{label:<10} {intf['name']:<6} {intf['state']:<6} "
+                         + " ".join(intf["addresses"]))
+        gateways = [r for r in node["routes"] if r.startswith("default")]
+        if gateways:
+            lines.append(f"{'':<10} route  {gateways[0]}")
+    return "\n".join(lines)
+
+
+def _node_command(args: argparse.Namespace, argv: list[str]) -> int:
+    from lab.engine import lifecycle
+    from lab.engine.state import OWNER_ENV
+
+    lifecycle.require_root()
+    lifecycle.require_dependencies()
+    lab = lifecycle.pick_lab(args.lab)
+    pid = lifecycle.node_pid(lab, args.node)
+    env = {**os.environ, OWNER_ENV: lab, "LAB_NODE": args.node}
+    sys.stdout.flush()
+    os.execvpe("mnexec", ["mnexec", "-a", str(pid), *argv], env)
+    return 127  # not reached
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
+    return _node_command(args, cmd)
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+
+    lab = lifecycle.pick_lab(args.lab)
+    prompt = f"[{lab}:{args.node}] \\w\\$ "
+    args.lab = lab
+    return _node_command(args, ["env", f"PS1={prompt}", "bash", "--norc", "-i"])
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+
+    cleaned = lifecycle.clean()
+    if not cleaned:
+        print("nothing to clean")
+    for c in cleaned:
+        print(f"cleaned lab {c.lab}: stopped {c.killed} processes, removed its state")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+
+    topo = lifecycle.load(args.topology)
+    print(f"{args.topology}: ok ({len(topo.nodes)} nodes, {len(topo.segments)} segments)")
+    return 0
+
+
+COMMANDS = {
+    "up": cmd_up, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
+    "shell": cmd_shell, "clean": cmd_clean, "validate": cmd_validate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Starting, finding, stopping and cleaning up labs: the library behind the `lab` command."""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.engine import control
+from lab.engine.procs import kill_owned, netns_inode
+from lab.engine.state import OWNER_ENV, LabState, check_lab_name, lab_dir, lab_names, state_root
+from lab.errors import LabError
+from lab.model.topology import Topology, load_topology
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
+UP_TIMEOUT = 60.0
+
+# command -> Debian package that provides it
+DEPENDENCIES = {
+    "mnexec": "mininet",
+    "ip": "iproute2",
+    "brctl": "bridge-utils",
+    "ifconfig": "net-tools",
+    "mount": "mount",
+    "sysctl": "procps",
+}
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (it creates network namespaces)",
+                       hint="run it with sudo")
+
+
+def require_dependencies() -> None:
+    missing = [f"{cmd} (package {pkg})" for cmd, pkg in DEPENDENCIES.items()
+               if shutil.which(cmd) is None]
+    if missing:
+        raise LabError("missing dependency: " + ", ".join(missing),
+                       hint="`sudo make install` installs everything the lab needs")
+
+
+def resolve_topology(ref: str) -> Path:
+    """A topology by path, or by name from the project's topologies/ folder."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or os.sep in ref:
+        if not path.is_file():
+            raise LabError(f"no topology file {ref}")
+        return path
+    candidate = TOPOLOGY_DIR / f"{ref}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml")))
+        raise LabError(f"unknown topology '{ref}'", hint=f"known topologies: {known}")
+    return candidate
+
+
+def is_running(lab: str) -> bool:
+    try:
+        return LabState.load(lab).supervisor.alive()
+    except LabError:
+        return False
+
+
+def running_labs() -> list[str]:
+    return [lab for lab in lab_names() if is_running(lab)]
+
+
+def pick_lab(lab: str | None) -> str:
+    """The lab a command is about: the one named, or the only one running."""
+    if lab is not None:
+        check_lab_name(lab)
+        if not is_running(lab):
+            if lab_dir(lab).exists():
+                raise LabError(f"lab '{lab}' is not running (its supervisor died)",
+                               hint="`lab clean` removes what it left")
+            raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists running labs")
+        return lab
+    labs = running_labs()
+    if not labs:
+        raise LabError("no lab is running", hint="start one with `lab up mail-dmz`")
+    if len(labs) > 1:
+        raise LabError(f"{len(labs)} labs are running: {', '.join(labs)}",
+                       hint="name one with --lab NAME")
+    return labs[0]
+
+
+def up(ref: str, lab: str | None = None) -> LabState:
+    """Build a lab from a topology and return once every node is up."""
+    require_root()
+    require_dependencies()
+    path = resolve_topology(ref)
+    topo = load_topology(path)
+    lab = check_lab_name(lab or topo.name)
+    _claim(lab)
+    d = lab_dir(lab)
+    shutil.copyfile(path, d / "topology.yaml")
+    (d / "source").write_text(str(path.resolve()) + "\n")
+    _start_supervisor(lab)
+    return LabState.load(lab)
+
+
+def _claim(lab: str) -> None:
+    root = state_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    try:
+        lab_dir(lab).mkdir(mode=0o700)
+    except FileExistsError:
+        if is_running(lab):
+            raise LabError(f"lab '{lab}' is already running",
+                           hint="pick another name with --lab NAME, or `lab down` it") from None
+        raise LabError(f"lab '{lab}' left state behind (its supervisor died)",
+                       hint="`lab clean` removes it") from None
+
+
+def _start_supervisor(lab: str) -> None:
+    d = lab_dir(lab)
+    read_fd, write_fd = os.pipe()
+    with open(d / "supervisor.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.engine.supervisor", lab, str(write_fd)],
+            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, OWNER_ENV: lab}, cwd="/",
+        )
+    os.close(write_fd)
+    message = _read_until_eof(read_fd, UP_TIMEOUT)
+    if message.startswith("ready"):
+        return
+    proc.kill()
+    proc.wait()
+    log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
+    _remove(lab, set())
+    if message.startswith("error: "):
+        raise LabError(message[len("error: "):].strip())
+    raise LabError(f"lab '{lab}' did not come up: " + (log_tail.strip().splitlines() or ["no output"])[-1])
+
+
+def _read_until_eof(fd: int, timeout: float) -> str:
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return data.decode(errors="replace")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+    finally:
+        os.close(fd)
+
+
+def down(lab: str, timeout: float = 10.0) -> None:
+    """Stop a running lab: its supervisor tears down everything it built."""
+    state = LabState.load(lab)
+    try:
+        control.request(lab, "down")
+    except LabError:
+        pass  # not answering: fall through to removal by ownership
+    deadline = time.monotonic() + timeout
+    while state.supervisor.alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if state.supervisor.alive() or lab_dir(lab).exists():
+        clean_one(lab, force=True)
+
+
+@dataclass
+class Cleaned:
+    lab: str
+    killed: int
+
+
+def clean_one(lab: str, force: bool = False) -> Cleaned:
+    """Remove what a lab left: its processes (by ownership) and its state directory."""
+    try:
+        state = LabState.load(lab)
+    except LabError:
+        state = None
+    if state is not None and state.supervisor.alive() and not force:
+        raise LabError(f"lab '{lab}' is running", hint="stop it with `lab down`")
+    if state is not None and force and state.supervisor.alive():
+        os.kill(state.supervisor.pid, 9)
+    netns = _confirmed_netns(lab, state)
+    return Cleaned(lab, _remove(lab, netns))
+
+
+def _confirmed_netns(lab: str, state: LabState | None) -> set[int]:
+    """The recorded namespaces still held by one of the lab's node shells.
+
+    After a crash a namespace inode number can be reused by another lab; only trust an
+    inode while the very process recorded for it is still alive.
+    """
+    if state is None:
+        return set()
+    return {rec.netns for rec in state.nodes.values()
+            if rec.proc.alive() and netns_inode(rec.pid) == rec.netns}
+
+
+def _remove(lab: str, netns: set[int]) -> int:
+    from lab.engine.procs import owned_processes
+
+    found = len(owned_processes(lab, netns))
+    left = kill_owned(lab, netns)
+    if left:
+        raise LabError(f"lab '{lab}': processes {left} would not stop")
+    shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    return found
+
+
+def clean() -> list[Cleaned]:
+    """Clean every lab whose supervisor is gone."""
+    require_root()
+    return [clean_one(lab) for lab in lab_names() if not is_running(lab)]
+
+
+def node_pid(lab: str, node: str) -> int:
+    """The PID whose namespaces are the node's, checked against the record."""
+    state = LabState.load(lab)
+    rec = state.nodes.get(node)
+    if rec is None or rec.kind != "host":
+        hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
+        raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
+    if not rec.proc.alive() or netns_inode(rec.pid) != rec.netns:
+        raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
+    return rec.pid
+
+
+def load(ref: str) -> Topology:
+    return load_topology(resolve_topology(ref))

@@ -1,0 +1,134 @@
+"""Builds a topology's network with Mininet.
+
+One namespace (network + mount) per node; one Linux bridge per segment, each bridge in a
+namespace of its own. Interfaces are created directly inside those namespaces (Mininet
+2.3 makes veth pairs from inside the first node's namespace), so no lab interface,
+bridge or address ever exists in the host namespace and names never clash between labs:
+every node has eth0, eth1, ...; every bridge is named after its segment.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.engine.layout import NodeFiles
+from lab.engine.procs import mntns_inode, netns_inode
+from lab.engine.state import NodeRecord, ProcRef, state_root
+from lab.errors import LabError
+from lab.model.topology import Node, Topology
+
+OK_MARK = "__lab_ok__"
+
+
+@dataclass
+class LabNetwork:
+    """The Mininet network of one lab and the handles the supervisor needs."""
+
+    net: object
+    hosts: dict[str, object]
+    switches: dict[str, object]
+
+    def node(self, name: str):
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise LabError(f"unknown node '{name}'",
+                           hint="known nodes: " + ", ".join(sorted(self.hosts))) from None
+
+    def records(self) -> dict[str, NodeRecord]:
+        out = {}
+        for kind, group in (("host", self.hosts), ("switch", self.switches)):
+            for name, node in group.items():
+                ref = ProcRef.of(node.pid)
+                out[name] = NodeRecord(ref.pid, ref.start, netns_inode(node.pid) or 0,
+                                       mntns_inode(node.pid) or 0, kind)
+        return out
+
+
+def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
+    """Create and start the network; configure addresses, routes and private files."""
+    from mininet.link import Link
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from mininet.node import Host
+    from mininet.nodelib import LinuxBridge
+
+    setLogLevel("error")
+    net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                  waitConnected=False, switch=LinuxBridge, link=Link)
+    lab = LabNetwork(net, {}, {})
+    try:
+        for i, seg in enumerate(topo.segments, start=1):
+            lab.switches[seg] = net.addSwitch(seg, cls=LinuxBridge, inNamespace=True,
+                                              dpid=f"{i:x}")
+        ports = {seg: 0 for seg in topo.segments}
+        for name, node in topo.nodes.items():
+            first = node.interfaces[0].address
+            lab.hosts[name] = net.addHost(name, cls=Host, ip=str(first))
+            for idx, intf in enumerate(node.interfaces):
+                ports[intf.segment] += 1
+                net.addLink(lab.hosts[name], lab.switches[intf.segment],
+                            intfName1=f"eth{idx}", intfName2=f"{intf.segment}-p{ports[intf.segment]}",
+                            params1={"ip": str(intf.address)})
+        net.build()
+        net.start()
+        for seg, sw in lab.switches.items():
+            _run_checked(sw, [_NO_IPV6], seg)
+        for name, node in topo.nodes.items():
+            _run_checked(lab.hosts[name], setup_commands(node, files[name]), name)
+    except LabError:
+        stop_shells(lab)
+        raise
+    except Exception as e:  # Mininet raises bare Exceptions
+        stop_shells(lab)
+        raise LabError(f"building the network failed: {e}") from e
+    return lab
+
+
+_NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+
+
+def setup_commands(node: Node, files: NodeFiles) -> list[str]:
+    """Shell commands that turn a fresh Mininet host into the node the topology describes."""
+    cmds = [_NO_IPV6]
+    for idx, intf in enumerate(node.interfaces):
+        for alias in intf.aliases:
+            cmds.append(f"ip addr add {alias} dev eth{idx}")
+    if node.forwarding:
+        cmds.append("sysctl -qw net.ipv4.ip_forward=1")
+    if node.gateway:
+        cmds.append(f"ip route replace default via {node.gateway}")
+    for route in node.routes:
+        cmds.append(f"ip route replace {route.to} via {route.via}")
+    cmds += files.mount_commands(hide=state_root())
+    return cmds
+
+
+def _run_checked(node, cmds: list[str], name: str) -> None:
+    script = " && ".join(cmds) + f" && echo {OK_MARK}"
+    out = node.cmd(script)
+    if OK_MARK not in out:
+        raise LabError(f"configuring node {name} failed: {out.strip()[:300]}")
+
+
+def stop_shells(lab: LabNetwork) -> None:
+    """Kill every node shell; the kernel then removes their namespaces, veths and bridges."""
+    nodes = list(lab.hosts.values()) + list(lab.switches.values())
+    for node in nodes:
+        shell = getattr(node, "shell", None)
+        if shell is not None and shell.poll() is None:
+            shell.kill()
+    deadline = time.monotonic() + 5
+    for node in nodes:
+        shell = getattr(node, "shell", None)
+        if shell is not None:
+            try:
+                shell.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:
+                pass
+
+
+def quote(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,80 @@
+"""Finding and stopping the processes a lab owns, and nothing else.
+
+Ownership is decided per process: it carries the lab's marker in its environment
+(everything the supervisor starts inherits it), or it lives in one of the lab's network
+namespaces. No process is found by name or command line.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from lab.engine.state import OWNER_ENV, proc_start_time
+
+
+def netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def mntns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+
+def _has_marker(pid: int, marker: bytes) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return marker in env.split(b"\0")
+
+
+def owned_processes(lab: str, netns: set[int]) -> list[int]:
+    """PIDs carrying the lab's marker or living in one of its network namespaces."""
+    marker = f"{OWNER_ENV}={lab}".encode()
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == me:
+            continue
+        if (netns and netns_inode(pid) in netns) or _has_marker(pid, marker):
+            found.append(pid)
+    return found
+
+
+def kill_owned(lab: str, netns: set[int], timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process the lab owns until none is left; return the PIDs it still
+    finds after ``timeout`` (none, normally)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        victims = owned_processes(lab, netns)
+        live = [pid for pid in victims if proc_start_time(pid) is not None]
+        if not live or time.monotonic() > deadline:
+            return live
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap_children()
+        time.sleep(0.005)
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

@@ -1,0 +1,150 @@
+"""The one process per lab that owns its Mininet network.
+
+Started by `lab up` (``python -m lab.engine.supervisor LAB READY_FD``): builds the network,
+records what it created in state.json, tells `lab up` it is ready through READY_FD, then
+serves the control socket until `lab down` (or SIGTERM) and tears everything down.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lab.engine import control
+from lab.engine.layout import NodeFiles
+from lab.engine.procs import kill_owned
+from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
+from lab.errors import LabError
+from lab.model.topology import Topology, load_topology
+
+
+class Supervisor:
+    def __init__(self, lab: str, topo: Topology, source: str) -> None:
+        self.lab = lab
+        self.topo = topo
+        self.dir = lab_dir(lab)
+        self.state = LabState(lab, topo.name, source, time.time(), ProcRef.of(os.getpid()))
+        self.files = {n: NodeFiles(n, self.dir / "nodes" / n) for n in topo.nodes}
+        self.network = None
+        self.stopping: asyncio.Event | None = None
+
+    def build(self) -> None:
+        from lab.engine.network import build
+
+        self.state.save()  # the supervisor is on record before anything else exists
+        for name, node in self.topo.nodes.items():
+            self.files[name].create(node)
+        self.network = build(self.topo, self.files)
+        self.state.nodes = self.network.records()
+        self.state.save()
+
+    # --- control requests -------------------------------------------------------------
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            req = json.loads(line)
+            op = req.pop("op")
+            handler = getattr(self, f"op_{op}", None)
+            if handler is None:
+                raise LabError(f"unknown request '{op}'")
+            result = handler(**req)
+            if asyncio.iscoroutine(result):
+                result = await result
+            writer.write(control.encode_reply(result))
+        except LabError as e:
+            writer.write(control.encode_reply(error=e))
+        except Exception as e:  # a bad request must not take the lab down
+            traceback.print_exc()
+            writer.write(control.encode_reply(error=LabError(f"internal error: {e}")))
+        try:
+            await writer.drain()
+            writer.close()
+        except ConnectionError:
+            pass
+
+    def op_ping(self) -> str:
+        return "pong"
+
+    def op_status(self) -> dict[str, Any]:
+        from lab.engine.status import node_status
+
+        nodes = {}
+        for name, node in self.network.hosts.items():
+            nodes[name] = {
+                "pid": node.pid,
+                "description": self.topo.nodes[name].description,
+                **node_status(node),
+            }
+        segments = {
+            seg: {"subnet": str(s.subnet), "bridge": seg, "pid": self.network.switches[seg].pid}
+            for seg, s in self.topo.segments.items()
+        }
+        return {"lab": self.lab, "topology": self.topo.name, "source": self.state.source,
+                "created": self.state.created, "supervisor": os.getpid(),
+                "segments": segments, "nodes": nodes}
+
+    def op_down(self) -> str:
+        self.stopping.set()
+        return "stopping"
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def serve(self, ready_fd: int) -> None:
+        self.stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self.stopping.set)
+        path = control.socket_path(self.lab)
+        old_umask = os.umask(0o077)
+        server = await asyncio.start_unix_server(self.handle, path=path)
+        os.umask(old_umask)
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
+        await self.stopping.wait()
+        server.close()
+        # let the reply to `down` go out before the socket disappears
+        await asyncio.sleep(0)
+
+    def teardown(self) -> None:
+        from lab.engine.network import stop_shells
+
+        if self.network is not None:
+            stop_shells(self.network)
+        netns = {rec.netns for rec in self.state.nodes.values()}
+        kill_owned(self.lab, netns)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    lab, ready_fd = argv[0], int(argv[1])
+    os.environ[OWNER_ENV] = lab
+    sup = None
+    try:
+        topo = load_topology(lab_dir(lab) / "topology.yaml")
+        source = (lab_dir(lab) / "source").read_text().strip()
+        sup = Supervisor(lab, topo, source)
+        sup.build()
+    except Exception as e:
+        msg = e.message if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, LabError):
+            traceback.print_exc()
+        os.write(ready_fd, f"error: {msg}\n".encode())
+        os.close(ready_fd)
+        if sup is not None:
+            sup.teardown()
+        return 1
+    try:
+        asyncio.run(sup.serve(ready_fd))
+    finally:
+        sup.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,133 @@
+"""A node's DNS role, as written under ``services: dns:`` in a topology file.
+
+Records are validated one by one (so an error points at the list entry and quotes the
+record), then each zone as a whole (SOA and NS at the apex, names inside the zone).
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lab.services.zonefile import ZoneData, ZoneError, parse_record, zone_origin
+
+# relative names in a record are checked against a placeholder origin here; the zone
+# itself is checked against its real origin in DnsConfig
+_PLACEHOLDER_ORIGIN = "zone.invalid."
+
+
+def _check_record(text: str) -> str:
+    try:
+        parse_record(text, _PLACEHOLDER_ORIGIN, 0)
+    except ZoneError as e:
+        raise ValueError(str(e)) from None
+    return text
+
+
+Record = Annotated[str, AfterValidator(_check_record)]
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValueError("empty domain name")
+    if name != ".":
+        parts = name.rstrip(".").split(".")
+        if any(not p for p in parts):
+            raise ValueError(f"bad domain name {name!r} (empty label)")
+        if any(len(p) > 63 for p in parts) or len(name.rstrip(".")) > 253:
+            raise ValueError(f"bad domain name {name!r} (too long)")
+        if any(ch.isspace() or ch in ';()"' for ch in name):
+            raise ValueError(f"bad domain name {name!r}")
+    return name
+
+
+DomainName = Annotated[str, AfterValidator(_check_name)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Zone(_Strict):
+    """One zone: the default TTL and the records in master-file syntax, relative to it."""
+
+    ttl: int = Field(default=300, ge=0, le=2**31 - 1)
+    records: list[Record] = Field(min_length=1)
+
+
+class RootHint(_Strict):
+    """Where iteration starts: a root server's name and address."""
+
+    name: DomainName
+    address: IPv4Address | IPv6Address
+
+
+class DnsConfig(_Strict):
+    """A node's DNS role.
+
+    ``recursion_from``: networks whose clients may ask for recursion. Left out: any
+    client may; an empty list: nobody may.
+    """
+
+    mode: Literal["authoritative", "recursive", "split"] = "authoritative"
+    zones: dict[DomainName, Zone] = Field(default_factory=dict)
+    root_hints: list[RootHint] = Field(default_factory=list)
+    recursion_from: list[IPv4Network | IPv6Network] | None = None
+
+    @field_validator("recursion_from", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        # accept "10.1.0.5" as 10.1.0.5/32, and strict networks otherwise
+        if isinstance(value, list):
+            return [v if not isinstance(v, str) or "/" in v else
+                    f"{v}/{ip_address(v).max_prefixlen}" if _is_ip(v) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DnsConfig:
+        if self.mode == "authoritative" and not self.zones:
+            raise ValueError("mode authoritative needs at least one zone")
+        if self.mode in ("recursive", "split") and not self.root_hints:
+            raise ValueError(f"mode {self.mode} needs root_hints (where iteration starts)")
+        if self.mode == "recursive" and self.zones:
+            raise ValueError("mode recursive serves no zones; use mode split to serve "
+                             "zones and recurse for everything else")
+        if self.mode == "authoritative" and self.recursion_from is not None:
+            raise ValueError("recursion_from is only meaningful for mode recursive or split")
+        seen: dict[str, str] = {}
+        for name, zone in self.zones.items():
+            key = str(zone_origin(name)).lower()
+            if key in seen:
+                raise ValueError(f"zone {name!r} is listed twice (also as {seen[key]!r})")
+            seen[key] = name
+            origin = zone_origin(name)
+            try:
+                records = [parse_record(text, origin, zone.ttl) for text in zone.records]
+                ZoneData(name, records)
+            except ZoneError as e:
+                raise ValueError(f"zones.{name}: {e}") from None
+        return self
+
+    def recursion_allowed(self, client: str) -> bool:
+        """May this client address ask this server for recursion?"""
+        if self.mode == "authoritative":
+            return False
+        if self.recursion_from is None:
+            return True
+        try:
+            addr = ip_address(client.split("%", 1)[0])
+        except ValueError:
+            return False
+        if getattr(addr, "ipv4_mapped", None):
+            addr = addr.ipv4_mapped
+        return any(addr.version == net.version and addr in net for net in self.recursion_from)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ip_address(value)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,112 @@
+"""Loading YAML files so that every validation error names the file, the line and the field.
+
+PyYAML's composed node tree carries line marks; we index it by the same path pydantic
+uses in its error locations (mapping keys and list indexes), then map each error to the
+closest line we know.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lab.errors import LabError
+
+Loc = tuple[Any, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+class FileError(LabError):
+    """A file that does not load: every problem in it, each with its line and field."""
+
+    def __init__(self, path: Path, problems: list[tuple[int | None, str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [_format_problem(path, *p) for p in problems]
+        count = f"{len(problems)} error{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"{path}: {count}\n" + "\n".join(lines),
+            hint="fix the listed fields; nothing was built",
+        )
+
+
+def _format_problem(path: Path, line: int | None, field: str, message: str) -> str:
+    where = f"{path}:{line}" if line else str(path)
+    return f"  {where}: {field}: {message}" if field else f"  {where}: {message}"
+
+
+def _index_lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
+    out.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+            out[loc + (name,)] = key.start_mark.line + 1
+            _index_lines(value, loc + (name,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, loc + (i,), out)
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
+    """The file's data and a map from field path to line number."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise LabError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise FileError(path, [(line, "", f"YAML syntax: {e.problem or e}")]) from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return data, lines
+
+
+def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def field_name(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def problems_from(error: ValidationError, lines: dict[Loc, int]) -> list[tuple[int | None, str, str]]:
+    problems = []
+    for err in error.errors():
+        # pydantic puts union/function-validator tags into loc; drop the non-field parts
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append((line_for(lines, loc), field_name(loc), message))
+    return sorted(problems, key=lambda p: (p[0] or 0, p[1]))
+
+
+def load_checked(path: Path, model: type[M]) -> M:
+    """Like load_model, then the model's own cross-field ``problems()``, each with its line."""
+    data, lines = read_yaml(path)
+    if not isinstance(data, dict):
+        raise FileError(path, [(1, "", "expected a mapping at the top level")])
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as e:
+        raise FileError(path, problems_from(e, lines)) from None
+    checks = getattr(obj, "problems", None)
+    found = checks() if checks else []
+    if found:
+        rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
+        raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
+    return obj

@@ -1,0 +1,151 @@
+"""The topology file: segments, nodes, addresses, routes and each node's role config.
+
+Plain data: nothing here knows about Mininet. ``problems()`` holds the checks that span
+several fields, so that each can still point at the field (and line) at fault.
+"""
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lab.model.source import Loc, load_checked
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+# Lab addresses: RFC 5737 documentation ranges (not 192.0.2.0/24: machines here use it
+# for their own uplink) and RFC 1918 private ranges.
+ALLOWED_NETWORKS = [
+    ip_network(n)
+    for n in ("198.51.100.0/24", "203.0.113.0/24", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_allowed(value: IPv4Interface | IPv4Address | IPv4Network) -> Any:
+    net = value.network if isinstance(value, IPv4Interface) else value
+    if isinstance(net, IPv4Address):
+        ok = any(net in allowed for allowed in ALLOWED_NETWORKS)
+    else:
+        ok = any(net.subnet_of(allowed) for allowed in ALLOWED_NETWORKS)
+    if not ok:
+        raise ValueError(
+            f"{value} is outside the lab ranges (RFC 5737 198.51.100.0/24, 203.0.113.0/24 "
+            "or RFC 1918 private space)"
+        )
+    return value
+
+
+class Segment(Strict):
+    subnet: IPv4Network
+    description: str = ""
+
+    _allowed = field_validator("subnet")(_check_allowed)
+
+
+class Interface(Strict):
+    segment: str
+    address: IPv4Interface
+    aliases: list[IPv4Interface] = []
+
+    _allowed = field_validator("address")(_check_allowed)
+
+
+class Route(Strict):
+    to: IPv4Network
+    via: IPv4Address
+
+
+class Node(Strict):
+    description: str = ""
+    interfaces: list[Interface] = Field(min_length=1)
+    gateway: IPv4Address | None = None
+    routes: list[Route] = []
+    forwarding: bool = False
+    nameservers: list[IPv4Address] = []
+    search: list[str] = []
+    hosts: dict[str, IPv4Address] = {}
+    services: dict[str, dict[str, Any]] = {}
+
+    def addresses(self) -> list[IPv4Address]:
+        out = []
+        for intf in self.interfaces:
+            out.append(intf.address.ip)
+            out.extend(a.ip for a in intf.aliases)
+        return out
+
+    def connected(self) -> list[IPv4Network]:
+        return [intf.address.network for intf in self.interfaces]
+
+
+class Topology(Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=30)
+    description: str = ""
+    segments: dict[str, Segment] = Field(min_length=1)
+    nodes: dict[str, Node] = Field(min_length=1)
+
+    def problems(self) -> list[tuple[Loc, str]]:
+        """Checks across fields, each with the field it concerns."""
+        found: list[tuple[Loc, str]] = []
+        found += self._name_problems()
+        seen: dict[IPv4Address, str] = {}
+        for name, node in self.nodes.items():
+            found += _node_problems(self, name, node, seen)
+        return found
+
+    def _name_problems(self) -> list[tuple[Loc, str]]:
+        found: list[tuple[Loc, str]] = []
+        for seg in self.segments:
+            if not re.match(NAME_PATTERN, seg) or len(seg) > 10:
+                found.append((("segments", seg), "segment names are lowercase letters, digits "
+                              "and '-', at most 10 characters (they name bridges)"))
+            if seg in self.nodes:
+                found.append((("segments", seg), f"'{seg}' is also a node name"))
+        for node in self.nodes:
+            if not re.match(NAME_PATTERN, node) or len(node) > 15:
+                found.append((("nodes", node), "node names are lowercase letters, digits and "
+                              "'-', at most 15 characters"))
+        return found
+
+
+def _node_problems(
+    topo: Topology, name: str, node: Node, seen: dict[IPv4Address, str]
+) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+    base: Loc = ("nodes", name)
+    used_segments: set[str] = set()
+    for i, intf in enumerate(node.interfaces):
+        loc = base + ("interfaces", i)
+        segment = topo.segments.get(intf.segment)
+        if segment is None:
+            known = ", ".join(sorted(topo.segments))
+            found.append((loc + ("segment",), f"unknown segment '{intf.segment}' (known: {known})"))
+            continue
+        if intf.segment in used_segments:
+            found.append((loc + ("segment",), f"a second interface on segment '{intf.segment}'"))
+        used_segments.add(intf.segment)
+        for field, addr in [("address", intf.address)] + [
+            (("aliases", j), a) for j, a in enumerate(intf.aliases)
+        ]:
+            floc = loc + (field if isinstance(field, tuple) else (field,))
+            if addr.ip not in segment.subnet:
+                found.append((floc, f"{addr.ip} is not in segment {intf.segment} ({segment.subnet})"))
+            if addr.ip in seen:
+                found.append((floc, f"{addr.ip} is already used by {seen[addr.ip]}"))
+            seen.setdefault(addr.ip, name)
+    nets = node.connected()
+    if node.gateway is not None and not any(node.gateway in n for n in nets):
+        found.append((base + ("gateway",), f"{node.gateway} is not on a segment {name} is attached to"))
+    for j, route in enumerate(node.routes):
+        if not any(route.via in n for n in nets):
+            found.append((base + ("routes", j, "via"), f"{route.via} is not directly reachable"))
+    return found
+
+
+def load_topology(path: Path) -> Topology:
+    return load_checked(path, Topology)

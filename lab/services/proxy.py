@@ -1,0 +1,325 @@
+"""The firewall's SMTP proxy, on the supervisor's asyncio loop.
+
+- ``inbound-through``: nftables redirects SMTP arriving on the external interface to
+  ``proxy.port``. For each session the proxy reads the original destination
+  (SO_ORIGINAL_DST), maps it through the static NAT to the private address, connects
+  there and relays the session byte for byte (log ``X``). Without a static NAT for the
+  address: ``421 4.4.0 proxy: no route to mail server`` (log ``D``).
+- ``inbound-to``: the proxy listens on the firewall's external address port 25, speaks
+  SMTP (aiosmtpd's protocol) up to the end of the message and relays it to the first
+  reachable of ``proxy.servers`` (log ``Xr``). A recipient outside ``proxy.domains``:
+  ``554 5.7.1 Relay access denied``; no server reachable: ``451 4.4.1`` (log ``D``).
+
+Sockets come only from ``node.socket()``; relay connections carry the packet mark
+``PROXY_MARK`` that the firewall's output chain lets through.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from lab.model.firewall import FirewallConfig
+from lab.services.base import NodeContext, Service
+from lab.services.fwlog import log_proxy
+from lab.services.nftrules import PROXY_MARK
+
+log = logging.getLogger(__name__)
+
+SO_ORIGINAL_DST = 80
+SOL_IP = 0
+
+
+def original_dst(sock) -> tuple[str, int]:
+    """The pre-NAT destination of a redirected TCP connection (sockaddr_in)."""
+    raw = sock.getsockopt(SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return socket.inet_ntoa(raw[4:8]), port
+
+
+class SmtpRelayError(Exception):
+    pass
+
+
+async def _reply(reader: asyncio.StreamReader, timeout: float) -> tuple[int, str]:
+    """One (possibly multi-line) SMTP reply: (code, text of the last line)."""
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        if not line:
+            raise SmtpRelayError("connection closed by server")
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        if len(text) < 3 or not text[:3].isdigit():
+            raise SmtpRelayError(f"bad reply {text!r}")
+        if len(text) == 3 or text[3] != "-":
+            return int(text[:3]), text
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """Message bytes as the DATA phase sends them: CRLF lines, leading dots doubled, '.'."""
+    lines = data.split(b"\r\n") if b"\r\n" in data else data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    body = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
+    return body + b".\r\n"
+
+
+async def smtp_send(
+    node: NodeContext,
+    server: tuple[str, int],
+    mail_from: str,
+    rcpt_tos: list[str],
+    data: bytes,
+    helo: str,
+    timeout: float = 10.0,
+    mark: int | None = PROXY_MARK,
+) -> str:
+    """Deliver one message to ``server`` over a socket in ``node``; returns the final reply.
+
+    Raises OSError / asyncio.TimeoutError when the server is unreachable and
+    SmtpRelayError when it refuses the message.
+    """
+    loop = asyncio.get_running_loop()
+    sock = node.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if mark is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+        await asyncio.wait_for(loop.sock_connect(sock, server), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    reader, writer = await asyncio.open_connection(sock=sock)
+
+    async def command(line: str, want: tuple[int, ...]) -> str:
+        writer.write(line.encode("utf-8") + b"\r\n")
+        await writer.drain()
+        code, text = await _reply(reader, timeout)
+        if code not in want:
+            raise SmtpRelayError(f"{line.split()[0]} -> {text}")
+        return text
+
+    try:
+        code, text = await _reply(reader, timeout)
+        if code != 220:
+            raise SmtpRelayError(f"greeting {text}")
+        await command(f"HELO {helo}", (250,))
+        await command(f"MAIL FROM:<{mail_from}>", (250,))
+        for rcpt in rcpt_tos:
+            await command(f"RCPT TO:<{rcpt}>", (250, 251))
+        await command("DATA", (354,))
+        writer.write(dot_stuff(data))
+        await writer.drain()
+        code, final = await _reply(reader, timeout)
+        if code != 250:
+            raise SmtpRelayError(f"end of data -> {final}")
+        try:
+            writer.write(b"QUIT\r\n")
+            await writer.drain()
+            await _reply(reader, timeout)
+        except (TimeoutError, OSError, SmtpRelayError):
+            pass
+        return final
+    finally:
+        writer.close()
+
+
+class _RelayHandler:
+    """aiosmtpd handler for inbound-to: check recipients, relay at end of DATA."""
+
+    def __init__(self, proxy: SmtpProxy) -> None:
+        self.proxy = proxy
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        domains = self.proxy.config.proxy.domains
+        domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+        if domains and domain not in domains:
+            return "554 5.7.1 Relay access denied"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return await self.proxy.relay_message(session.peer, envelope)
+
+
+class SmtpProxy(Service):
+    kind = "proxy"
+
+    def __init__(
+        self,
+        node: NodeContext,
+        config: FirewallConfig,
+        external_address: str,
+        connect_timeout: float = 5.0,
+        hostname: str | None = None,
+    ) -> None:
+        super().__init__(node)
+        self.config = config
+        self.external_address = external_address
+        self.connect_timeout = connect_timeout
+        self.hostname = hostname or node.name
+        self._server: asyncio.AbstractServer | None = None
+        self._sessions: set[asyncio.Task] = set()
+
+    @property
+    def mode(self) -> str:
+        return self.config.proxy.mode
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if self.mode == "inbound-through":
+            return ("0.0.0.0", self.config.proxy.port)
+        if self.mode == "inbound-to":
+            return (self.external_address, 25)
+        return None
+
+    def _listener(self) -> socket.socket:
+        sock = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(self.listen_address)
+            sock.listen(64)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def start(self) -> None:
+        if self._server is not None or self.mode == "none":
+            return
+        loop = asyncio.get_running_loop()
+        sock = self._listener()
+        if self.mode == "inbound-through":
+            self._server = await asyncio.start_server(self._through_session, sock=sock)
+        else:
+            handler = _RelayHandler(self)
+            self._server = await loop.create_server(
+                lambda: SMTP(handler, hostname=self.hostname, ident="netguard smtp proxy"),
+                sock=sock,
+            )
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        await asyncio.gather(*self._sessions, return_exceptions=True)
+        await server.wait_closed()
+
+    async def healthy(self) -> bool:
+        if self.mode == "none":
+            return True
+        if self._server is None or not self._server.is_serving():
+            return False
+        if self.mode == "inbound-through":
+            # a test connection would be a (logged) session of its own: check the socket
+            return all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                       for s in self._server.sockets)
+        loop = asyncio.get_running_loop()
+        sock = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (self.external_address, 25)), 2)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                code, _ = await _reply(reader, 2)
+                writer.write(b"QUIT\r\n")
+                await writer.drain()
+                return code == 220
+            finally:
+                writer.close()
+        except (TimeoutError, OSError, SmtpRelayError):
+            sock.close()
+            return False
+
+    # ------------------------------------------------------------ inbound-through
+
+    def _target(self, dst: tuple[str, int]) -> tuple[str, int] | None:
+        private = self.config.private_for(dst[0])
+        if private is not None:
+            return (private, dst[1])
+        own = set(self.node.addresses) | {self.external_address}
+        if dst[0] not in own and not dst[0].startswith("127."):
+            return dst  # a public address routed behind the firewall
+        return None
+
+    async def _through_session(self, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._sessions.add(task)
+        try:
+            await self._through(reader, writer)
+        except (TimeoutError, OSError) as e:
+            log.debug("%s: proxy session: %s", self.node.name, e)
+        finally:
+            self._sessions.discard(task)
+            writer.close()
+
+    async def _through(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        sock = writer.get_extra_info("socket")
+        try:
+            dst = original_dst(sock)
+        except OSError:
+            dst = writer.get_extra_info("sockname")[:2]
+        target = self._target(dst)
+        if target is None:
+            log_proxy(self.node, "D", peer, dst, self.mode)
+            writer.write(b"421 4.4.0 proxy: no route to mail server\r\n")
+            await writer.drain()
+            return
+        loop = asyncio.get_running_loop()
+        up = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            up.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROXY_MARK)
+            await asyncio.wait_for(loop.sock_connect(up, target), self.connect_timeout)
+        except (TimeoutError, OSError):
+            up.close()
+            log_proxy(self.node, "D", peer, dst, self.mode, relay=target)
+            writer.write(b"421 4.4.1 proxy: mail server not responding\r\n")
+            await writer.drain()
+            return
+        up_reader, up_writer = await asyncio.open_connection(sock=up)
+        log_proxy(self.node, "X", peer, dst, self.mode, relay=target)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+
+    # ------------------------------------------------------------ inbound-to
+
+    async def relay_message(self, peer: tuple[str, int], envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        if isinstance(envelope.content, str) and not data:
+            data = envelope.content.encode("utf-8", "surrogateescape")
+        src = (peer[0], peer[1]) if peer else ("0.0.0.0", 0)
+        dst = (self.external_address, 25)
+        for server in self.config.proxy.servers:
+            try:
+                await smtp_send(self.node, (server, 25), envelope.mail_from or "",
+                                list(envelope.rcpt_tos), data, self.hostname,
+                                timeout=self.connect_timeout)
+            except (TimeoutError, OSError, SmtpRelayError) as e:
+                log.info("%s: relay to %s failed: %s", self.node.name, server, e)
+                continue
+            log_proxy(self.node, "Xr", src, dst, self.mode, relay=(server, 25))
+            return "250 2.0.0 OK: relayed"
+        log_proxy(self.node, "D", src, dst, self.mode)
+        return "451 4.4.1 proxy: no mail server reachable"
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:
+        writer.close()
