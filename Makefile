@@ -1,0 +1,49 @@
+# Two entry points, each installs what it needs (idempotently) and then runs:
+#   sudo make demo   a complete exercise end to end, unattended
+#   sudo make test   the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian's system python3 (3.11 on Debian 12) sees Debian's mininet module, which matches mnexec.
+SYSTEM_PYTHON := /usr/bin/python3
+APT_PACKAGES := mininet bridge-utils net-tools nftables iproute2 procps mount tcpdump \
+	bind9-dnsutils iputils-ping telnet netcat-openbsd swaks python3 python3-venv python3-pip \
+	util-linux
+
+.PHONY: install apt venv test test-fast demo bench clean-labs lint
+
+install: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest -ra
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not slow"
+
+demo: install
+	./scripts/demo.sh
+
+bench: install
+	$(PY) bench/engine_bench.py
+
+clean-labs: venv
+	$(VENV)/bin/lab clean
+
+lint: venv
+	$(PY) -m ruff check lab tests bench
