@@ -132,6 +132,9 @@ def render_status(status: dict[str, Any]) -> str:
         gateways = [r for r in node["routes"] if r.startswith("default")]
         if gateways:
             lines.append(f"{'':<10} route  {gateways[0]}")
+        if node.get("services"):
+            lines.append(f"{'':<10} svc    " + ", ".join(
+                f"{s['kind']} {'healthy' if s['healthy'] else 'UNHEALTHY'}" for s in node["services"]))
     return "\n".join(lines)
 
 

@@ -5,7 +5,6 @@ own namespace is never configured.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import socket
@@ -13,42 +12,19 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+from lab.services import netns as _netns
 
 
 @contextmanager
 def in_netns(name: str) -> Iterator[None]:
     """Switch this thread into /run/netns/NAME, then back to where it was."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
+    with _netns.in_netns(f"/run/netns/{name}"):
+        yield
 
 
 def socket_factory(name: str):
     """A NodeContext socket_factory that makes non-blocking sockets in netns NAME."""
-
-    def make(family: int, type_: int, proto: int = 0) -> socket.socket:
-        with in_netns(name):
-            sock = socket.socket(family, type_, proto)
-        sock.setblocking(False)
-        return sock
-
-    return make
+    return _netns.socket_factory(f"/run/netns/{name}")
 
 
 def sh(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

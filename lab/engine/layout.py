@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.engine.nodebin import MOUNT_POINT
 from lab.model.topology import Node
 
 PRIVATE_DIRS = ("/var/mail", "/var/spool", "/var/log")
@@ -33,13 +34,14 @@ class NodeFiles:
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
 
-    def mount_commands(self, hide: Path) -> list[str]:
+    def mount_commands(self, hide: Path, node_bin: Path) -> list[str]:
         q = lambda p: shlex.quote(str(p))  # noqa: E731
         cmds = [
             "mount -t overlay lab-etc -o "
             f"lowerdir=/etc,upperdir={q(self.path('/etc'))},workdir={q(self.path('/.etc-work'))} /etc"
         ]
         cmds += [f"mount --bind {q(self.path(d))} {d}" for d in PRIVATE_DIRS]
+        cmds.append(f"mount --bind -o ro {q(node_bin)} {MOUNT_POINT}")
         cmds.append(f"mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(hide)}")
         return cmds
 

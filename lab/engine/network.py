@@ -47,7 +47,7 @@ class LabNetwork:
         return out
 
 
-def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
+def build(topo: Topology, files: dict[str, NodeFiles], node_bin: Path) -> LabNetwork:
     """Create and start the network; configure addresses, routes and private files."""
     from mininet.link import Link
     from mininet.log import setLogLevel
@@ -77,7 +77,7 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
         for seg, sw in lab.switches.items():
             _run_checked(sw, [_NO_IPV6], seg)
         for name, node in topo.nodes.items():
-            _run_checked(lab.hosts[name], setup_commands(node, files[name]), name)
+            _run_checked(lab.hosts[name], setup_commands(node, files[name], node_bin), name)
     except LabError:
         stop_shells(lab)
         raise
@@ -90,7 +90,7 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
 _NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
 
 
-def setup_commands(node: Node, files: NodeFiles) -> list[str]:
+def setup_commands(node: Node, files: NodeFiles, node_bin: Path) -> list[str]:
     """Shell commands that turn a fresh Mininet host into the node the topology describes."""
     cmds = [_NO_IPV6]
     for idx, intf in enumerate(node.interfaces):
@@ -102,7 +102,7 @@ def setup_commands(node: Node, files: NodeFiles) -> list[str]:
         cmds.append(f"ip route replace default via {node.gateway}")
     for route in node.routes:
         cmds.append(f"ip route replace {route.to} via {route.via}")
-    cmds += files.mount_commands(hide=state_root())
+    cmds += files.mount_commands(hide=state_root(), node_bin=node_bin)
     return cmds
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from lab.engine import control
 from lab.engine.layout import NodeFiles
+from lab.engine.nodebin import write_node_bin
 from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.errors import LabError
@@ -33,6 +34,7 @@ class Supervisor:
         self.state = LabState(lab, topo.name, source, time.time(), ProcRef.of(os.getpid()))
         self.files = {n: NodeFiles(n, self.dir / "nodes" / n) for n in topo.nodes}
         self.network = None
+        self.services = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -41,9 +43,17 @@ class Supervisor:
         self.state.save()  # the supervisor is on record before anything else exists
         for name, node in self.topo.nodes.items():
             self.files[name].create(node)
-        self.network = build(self.topo, self.files)
+        write_node_bin(self.dir / "bin")
+        self.network = build(self.topo, self.files, self.dir / "bin")
         self.state.nodes = self.network.records()
         self.state.save()
+
+    async def start_services(self) -> None:
+        from lab.services.host import ServiceHost
+
+        pids = {name: node.pid for name, node in self.network.hosts.items()}
+        self.services = ServiceHost(self.topo, self.files, pids)
+        await self.services.start()
 
     # --- control requests -------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -72,15 +82,17 @@ class Supervisor:
     def op_ping(self) -> str:
         return "pong"
 
-    def op_status(self) -> dict[str, Any]:
+    async def op_status(self) -> dict[str, Any]:
         from lab.engine.status import node_status
 
+        health = await self.services.health() if self.services else {}
         nodes = {}
         for name, node in self.network.hosts.items():
             nodes[name] = {
                 "pid": node.pid,
                 "description": self.topo.nodes[name].description,
                 **node_status(node),
+                "services": health.get(name, []),
             }
         segments = {
             seg: {"subnet": str(s.subnet), "bridge": seg, "pid": self.network.switches[seg].pid}
@@ -95,6 +107,20 @@ class Supervisor:
         return "stopping"
 
     # --- lifecycle --------------------------------------------------------------------
+    async def run(self, ready_fd: int) -> None:
+        """Start the services, tell `lab up` we are ready, serve until told to stop."""
+        try:
+            await self.start_services()
+        except LabError as e:
+            _report(ready_fd, f"error: {e.message}")
+            if self.services is not None:
+                await self.services.stop()
+            return
+        try:
+            await self.serve(ready_fd)
+        finally:
+            await self.services.stop()
+
     async def serve(self, ready_fd: int) -> None:
         self.stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -104,8 +130,7 @@ class Supervisor:
         old_umask = os.umask(0o077)
         server = await asyncio.start_unix_server(self.handle, path=path)
         os.umask(old_umask)
-        os.write(ready_fd, b"ready\n")
-        os.close(ready_fd)
+        _report(ready_fd, "ready")
         await self.stopping.wait()
         server.close()
         # let the reply to `down` go out before the socket disappears
@@ -121,6 +146,15 @@ class Supervisor:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _report(fd: int, message: str) -> None:
+    """One line to `lab up` waiting on the other end of the pipe, then close it."""
+    try:
+        os.write(fd, message.encode() + b"\n")
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
@@ -134,13 +168,12 @@ def main(argv: list[str]) -> int:
         msg = e.message if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
         if not isinstance(e, LabError):
             traceback.print_exc()
-        os.write(ready_fd, f"error: {msg}\n".encode())
-        os.close(ready_fd)
+        _report(ready_fd, f"error: {msg}")
         if sup is not None:
             sup.teardown()
         return 1
     try:
-        asyncio.run(sup.serve(ready_fd))
+        asyncio.run(sup.run(ready_fd))
     finally:
         sup.teardown()
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lab.model.services import service_problems
 from lab.model.source import Loc, load_checked
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
@@ -79,6 +80,13 @@ class Node(Strict):
             out.extend(a.ip for a in intf.aliases)
         return out
 
+    def interface_on(self, segment: str) -> tuple[str, Interface]:
+        """The node's interface name (eth0, eth1, ...) and config on a segment."""
+        for i, intf in enumerate(self.interfaces):
+            if intf.segment == segment:
+                return f"eth{i}", intf
+        raise KeyError(segment)
+
     def connected(self) -> list[IPv4Network]:
         return [intf.address.network for intf in self.interfaces]
 
@@ -138,6 +146,13 @@ def _node_problems(
             if addr.ip in seen:
                 found.append((floc, f"{addr.ip} is already used by {seen[addr.ip]}"))
             seen.setdefault(addr.ip, name)
+    found += service_problems(base + ("services",), node.services)
+    fw = node.services.get("firewall")
+    if isinstance(fw, dict):
+        for side in ("external", "internal"):
+            if fw.get(side) is not None and fw.get(side) not in used_segments:
+                found.append((base + ("services", "firewall", side),
+                              f"{name} has no interface on segment '{fw.get(side)}'"))
     nets = node.connected()
     if node.gateway is not None and not any(node.gateway in n for n in nets):
         found.append((base + ("gateway",), f"{node.gateway} is not on a segment {name} is attached to"))

@@ -1,0 +1,205 @@
+"""The scenario file: a topology, its faults, a trouble ticket, hints, what counts as right.
+
+Plain data. Fault names are checked against the fault catalog by the caller
+(``load_scenario(path, known_faults)`` or ``check_fault_names``) so that this model does
+not depend on the catalog; the overrides are checked by the engine when it merges them
+into the topology.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lab.errors import LabError
+from lab.model.source import FileError, Loc, field_name, line_for, load_checked, read_yaml
+from lab.scoring.causes import CAUSE_IDS
+from lab.scoring.rubric import Rubric
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FaultRef(Strict):
+    """One fault to apply: a catalog name and its parameters."""
+
+    fault: str = Field(pattern=NAME_PATTERN)
+    params: dict[str, Any] = {}
+
+    def key(self) -> tuple[str, str]:
+        return self.fault, repr(sorted(self.params.items()))
+
+
+class FaultItem(Strict):
+    """An entry of ``faults``: a fixed fault (``fault``, ``params``) or a pool
+    (``pick``, ``from``) from which ``pick`` faults are drawn by the seed.
+
+    One model rather than a union so that errors point at the entry's own fields.
+    """
+
+    fault: str | None = Field(None, pattern=NAME_PATTERN)
+    params: dict[str, Any] = {}
+    pick: int | None = Field(None, ge=1)
+    from_: list[FaultRef] | None = Field(None, alias="from", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> FaultItem:
+        pool = self.pick is not None or self.from_ is not None
+        if pool and (self.fault is not None or self.params):
+            raise ValueError("an entry is either a fault (fault, params) or a pool "
+                             "(pick, from), not both")
+        if pool and (self.pick is None or self.from_ is None):
+            raise ValueError("a pool needs both 'pick' and 'from'")
+        if not pool and self.fault is None:
+            raise ValueError("an entry needs 'fault' (a fixed fault) or 'pick' and 'from' "
+                             "(a pool)")
+        return self
+
+    @property
+    def is_pool(self) -> bool:
+        return self.from_ is not None
+
+    def as_ref(self) -> FaultRef:
+        assert self.fault is not None
+        return FaultRef(fault=self.fault, params=self.params)
+
+
+class Hint(Strict):
+    text: str = Field(min_length=1)
+    cost: int = Field(ge=0)
+
+
+class Accept(Strict):
+    """Per-cause overrides: for a fault whose true cause is the key, the listed causes
+    count as right (``right``) or partially right (``partial``) at any node."""
+
+    right: dict[str, list[str]] = {}
+    partial: dict[str, list[str]] = {}
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=40)
+    title: str = Field(min_length=1)
+    topology: str = Field(pattern=NAME_PATTERN)
+    overrides: dict[str, Any] = {}
+    faults: list[FaultItem] = Field(min_length=1)
+    ticket: str = Field(min_length=1)
+    hints: list[Hint] = []
+    time_limit: int = Field(ge=1, description="minutes")
+    accept: Accept = Accept()
+    rubric: Rubric = Rubric()
+    expect_playbooks: list[str] = []
+    red_herrings: list[FaultRef] = []
+
+    def fault_refs(self) -> Iterator[tuple[Loc, FaultRef]]:
+        """Every fault the file names (fixed, in pools, red herrings) with its location."""
+        for i, item in enumerate(self.faults):
+            if item.from_ is not None:
+                for j, ref in enumerate(item.from_):
+                    yield ("faults", i, "from", j), ref
+            else:
+                yield ("faults", i), item.as_ref()
+        for k, ref in enumerate(self.red_herrings):
+            yield ("red_herrings", k), ref
+
+    def problems(self, known_faults: set[str] | None = None) -> list[tuple[Loc, str]]:
+        """Checks across fields; with ``known_faults`` also the fault names."""
+        found = self._pool_problems() + self._duplicate_problems() + self._cause_problems()
+        for i, name in enumerate(self.expect_playbooks):
+            if name in self.expect_playbooks[:i]:
+                found.append((("expect_playbooks", i), f"playbook '{name}' is listed twice"))
+        if known_faults is not None:
+            found += check_fault_names(self, known_faults)
+        return found
+
+    def _pool_problems(self) -> list[tuple[Loc, str]]:
+        found: list[tuple[Loc, str]] = []
+        for i, item in enumerate(self.faults):
+            if item.from_ is not None and item.pick is not None and item.pick > len(item.from_):
+                found.append((("faults", i, "pick"),
+                              f"cannot pick {item.pick} from a pool of {len(item.from_)}"))
+        return found
+
+    def _duplicate_problems(self) -> list[tuple[Loc, str]]:
+        found: list[tuple[Loc, str]] = []
+        seen: dict[tuple[str, str], str] = {}
+        for loc, ref in self.fault_refs():
+            where = field_name(loc)
+            if ref.key() in seen:
+                found.append(((*loc, "fault"), f"'{ref.fault}' with these params is already "
+                              f"listed at {seen[ref.key()]}"))
+            seen.setdefault(ref.key(), where)
+        return found
+
+    def _cause_problems(self) -> list[tuple[Loc, str]]:
+        found: list[tuple[Loc, str]] = []
+        for kind in ("right", "partial"):
+            table: dict[str, list[str]] = getattr(self.accept, kind)
+            for cause, others in table.items():
+                loc: Loc = ("accept", kind, cause)
+                if cause not in CAUSE_IDS:
+                    found.append((loc, f"unknown cause '{cause}' (see `lab causes`)"))
+                for j, other in enumerate(others):
+                    if other not in CAUSE_IDS:
+                        found.append(((*loc, j), f"unknown cause '{other}' (see `lab causes`)"))
+                    elif other == cause:
+                        found.append(((*loc, j), f"'{other}' is the cause itself"))
+        return found
+
+
+def check_fault_names(scenario: Scenario, known: set[str]) -> list[tuple[Loc, str]]:
+    """Fault names the catalog does not know, each with its location."""
+    return [((*loc, "fault"), f"unknown fault '{ref.fault}' (see `lab faults`)")
+            for loc, ref in scenario.fault_refs() if ref.fault not in known]
+
+
+def draw_faults(scenario: Scenario, seed: int) -> list[FaultRef]:
+    """The faults to apply: every fixed fault plus ``pick`` from each pool, drawn with
+    ``random.Random(seed)`` so that the same seed always gives the same faults."""
+    rng = random.Random(seed)
+    out: list[FaultRef] = []
+    for item in scenario.faults:
+        if item.from_ is None:
+            out.append(item.as_ref())
+            continue
+        assert item.pick is not None
+        chosen = sorted(rng.sample(range(len(item.from_)), item.pick))
+        out += [item.from_[i] for i in chosen]
+    return out
+
+
+def load_scenario(path: Path, known_faults: set[str] | None = None) -> Scenario:
+    """A validated scenario, or a FileError listing every problem with line and field.
+
+    Fault names are checked (when ``known_faults`` is given) once the file is otherwise
+    valid, since they need a parsed model to be found.
+    """
+    scenario = load_checked(path, Scenario)
+    if known_faults is not None:
+        found = check_fault_names(scenario, known_faults)
+        if found:
+            _, lines = read_yaml(path)
+            rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
+            raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
+    return scenario
+
+
+def load_scenarios(directory: Path, known_faults: set[str] | None = None) -> dict[str, Scenario]:
+    """Every ``*.yaml`` scenario in a directory by name; names must be unique and match
+    their file name so that ``lab start NAME`` finds the file."""
+    out: dict[str, Scenario] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        scenario = load_scenario(path, known_faults)
+        if scenario.name != path.stem:
+            raise FileError(path, [(None, "name", f"'{scenario.name}' does not match the "
+                                    f"file name '{path.stem}'")])
+        if scenario.name in out:
+            raise LabError(f"{path}: scenario '{scenario.name}' is defined twice")
+        out[scenario.name] = scenario
+    return out

@@ -1,0 +1,516 @@
+"""The firewall's alert mailer: spool alerts as files, deliver them by SMTP, retry.
+
+Each alert is two files in the firewall node's spool, as on the appliance the lab copies:
+
+    /var/spool/mailq/outgoing/smtp/<id>   the envelope: ``key: value`` lines
+    /var/spool/mailq/data/<id>            the RFC 5322 message
+
+A runner on the supervisor's loop scans the spool every ``scan_interval`` seconds (so
+alerts written by ``netguard-alert`` inside the node are picked up), resolves
+``mail_server`` through the node's own resolver (A record) at every attempt, connects from
+the node and sends. Delivered alerts are removed; failed ones stay, with the error in
+their envelope, and are retried every ``retry_interval`` seconds. Empty spool directories
+mean every alert went out. What happens is logged to ``/var/log/netguard/alerts.log``:
+
+    2026-11-25T16:50:01 alert 3f2a... to=<admin@example.net> server=mail.example.net[10.1.0.25]:25 status=sent (250 ...)
+    2026-11-25T16:50:11 alert 3f2a... to=<admin@example.net> server=mail.example.net[203.0.113.25]:25 status=deferred (connect to 203.0.113.25:25: Connection timed out)
+"""  # noqa: E501
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from lab.model.alerts import AlertsConfig
+from lab.services.base import NodeContext, Service
+from lab.services.mxlookup import DnsError, lookup_a
+from lab.services.smtpclient import SmtpError, send_message
+
+SPOOL = "/var/spool/mailq"
+ENVELOPE_DIR = f"{SPOOL}/outgoing/smtp"
+DATA_DIR = f"{SPOOL}/data"
+ALERT_LOG = "/var/log/netguard/alerts.log"
+# The notification settings as the node sees them; ``netguard-alert`` reads them.
+SETTINGS = "/etc/netguard/alerts.conf"
+
+_ENVELOPE_KEYS = ("from", "to", "server", "created", "attempts", "last_attempt", "last_error")
+_REQUIRED = ("from", "to", "server", "created", "attempts")
+
+
+class SpoolError(ValueError):
+    """A spool file that cannot be read as an alert."""
+
+
+# --------------------------------------------------------------------------------------
+# The spool format, shared with ``netguard-alert`` (lab/services/alert_cli.py)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Envelope:
+    """What the mailer knows about one spooled alert besides its message."""
+
+    alert_id: str
+    sender: str
+    recipient: str
+    server: str
+    created: datetime
+    attempts: int = 0
+    last_attempt: datetime | None = None
+    last_error: str = ""
+
+    def render(self) -> str:
+        def one_line(text: str) -> str:
+            return " ".join(text.split())
+
+        stamp = self.last_attempt.isoformat(timespec="seconds") if self.last_attempt else ""
+        lines = [
+            f"from: {self.sender}",
+            f"to: {self.recipient}",
+            f"server: {self.server}",
+            f"created: {self.created.isoformat(timespec='seconds')}",
+            f"attempts: {self.attempts}",
+            f"last_attempt: {stamp}",
+            f"last_error: {one_line(self.last_error)}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _timestamp(text: str, key: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SpoolError(f"{key}: {text!r} is not a timestamp") from None
+    return when if when.tzinfo else when.astimezone()
+
+
+def parse_envelope(alert_id: str, text: str) -> Envelope:
+    """An envelope file's text as an ``Envelope``; ``SpoolError`` says what is wrong."""
+    fields: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or key not in _ENVELOPE_KEYS:
+            raise SpoolError(f"line {n}: unexpected {line[:40]!r}")
+        if key in fields:
+            raise SpoolError(f"line {n}: {key} given twice")
+        fields[key] = value.strip()
+    missing = [k for k in _REQUIRED if not fields.get(k)]
+    if missing:
+        raise SpoolError(f"missing {', '.join(missing)}")
+    for key in ("from", "to"):
+        if "@" not in fields[key]:
+            raise SpoolError(f"{key}: {fields[key]!r} is not a mail address")
+    try:
+        attempts = int(fields["attempts"])
+    except ValueError:
+        raise SpoolError(f"attempts: {fields['attempts']!r} is not a number") from None
+    if attempts < 0:
+        raise SpoolError(f"attempts: {attempts} is negative")
+    last = fields.get("last_attempt", "")
+    return Envelope(
+        alert_id=alert_id,
+        sender=fields["from"],
+        recipient=fields["to"],
+        server=fields["server"],
+        created=_timestamp(fields["created"], "created"),
+        attempts=attempts,
+        last_attempt=_timestamp(last, "last_attempt") if last else None,
+        last_error=fields.get("last_error", ""),
+    )
+
+
+def new_alert_id() -> str:
+    return secrets.token_hex(8)
+
+
+def valid_alert_id(name: str) -> bool:
+    return 1 <= len(name) <= 64 and not name.startswith(".") and "/" not in name
+
+
+def build_message(
+    alert_id: str, sender: str, recipient: str, subject: str, body: str, helo: str,
+    when: datetime,
+) -> bytes:
+    """The RFC 5322 alert message (LF line ends; the SMTP client sends CRLF)."""
+    msg = EmailMessage(policy=default_policy)
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = " ".join(subject.split()) or "(no subject)"
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = f"<{alert_id}@{helo}>"
+    msg.set_content(body if body.endswith("\n") or not body else body + "\n")
+    return msg.as_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def spool_paths(root: Path, alert_id: str) -> tuple[Path, Path]:
+    """(envelope, data) host paths of alert ``alert_id`` under a node root."""
+    root = Path(root)
+    return (root / ENVELOPE_DIR.lstrip("/") / alert_id, root / DATA_DIR.lstrip("/") / alert_id)
+
+
+def write_envelope(root: Path, envelope: Envelope) -> None:
+    env_path, _ = spool_paths(root, envelope.alert_id)
+    _write_atomic(env_path, envelope.render().encode())
+
+
+def write_alert(
+    root: Path,
+    subject: str,
+    body: str,
+    *,
+    sender: str,
+    recipient: str,
+    server: str,
+    helo: str,
+    when: datetime | None = None,
+) -> str:
+    """Spool a new alert under node root ``root`` and return its id.
+
+    The message goes first and the envelope last, so a scanner that sees the envelope
+    always finds the message.
+    """
+    when = when or datetime.now().astimezone()
+    while True:
+        alert_id = new_alert_id()
+        env_path, data_path = spool_paths(root, alert_id)
+        if not env_path.exists() and not data_path.exists():
+            break
+    _write_atomic(data_path, build_message(alert_id, sender, recipient, subject, body, helo,
+                                           when))
+    write_envelope(root, Envelope(alert_id, sender, recipient, server, when))
+    return alert_id
+
+
+def read_alert(root: Path, alert_id: str) -> tuple[Envelope, bytes]:
+    """Both files of one alert. ``FileNotFoundError`` if the envelope is gone (delivered),
+    ``SpoolError`` if either file is unusable."""
+    env_path, data_path = spool_paths(root, alert_id)
+    raw = env_path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpoolError("envelope is not UTF-8 text") from None
+    envelope = parse_envelope(alert_id, text)
+    try:
+        message = data_path.read_bytes()
+    except FileNotFoundError:
+        raise SpoolError(f"no message file {DATA_DIR}/{alert_id}") from None
+    if not message.strip():
+        raise SpoolError(f"message file {DATA_DIR}/{alert_id} is empty")
+    return envelope, message
+
+
+def spooled_ids(root: Path) -> list[str]:
+    """Ids of every alert envelope in the spool, oldest file first."""
+    d = Path(root) / ENVELOPE_DIR.lstrip("/")
+    try:
+        entries = [p for p in d.iterdir() if valid_alert_id(p.name) and p.is_file()]
+    except FileNotFoundError:
+        return []
+    out = []
+    for p in entries:
+        try:
+            out.append((p.stat().st_mtime, p.name))
+        except FileNotFoundError:
+            continue
+    return [name for _, name in sorted(out)]
+
+
+def remove_alert(root: Path, alert_id: str) -> None:
+    env_path, data_path = spool_paths(root, alert_id)
+    env_path.unlink(missing_ok=True)
+    data_path.unlink(missing_ok=True)
+
+
+def log_stamp(when: datetime | None = None) -> str:
+    return (when or datetime.now()).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def append_log(root: Path, message: str, when: datetime | None = None) -> None:
+    """One line in the node's alert log, time-stamped."""
+    path = Path(root) / ALERT_LOG.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{log_stamp(when)} {message}\n")
+
+
+def log_queued(alert_id: str, sender: str, recipient: str, subject: str) -> str:
+    return f"alert {alert_id} from=<{sender}> to=<{recipient}> queued: {' '.join(subject.split())}"
+
+
+def log_status(alert_id: str, recipient: str, server: str, status: str, detail: str) -> str:
+    """``alert ID to=<r> server=name[addr]:25 status=sent (detail)``."""
+    tail = f" ({detail})" if detail else ""
+    return f"alert {alert_id} to=<{recipient}> server={server} status={status}{tail}"
+
+
+def log_malformed(alert_id: str, reason: str) -> str:
+    return f"warning: alert {alert_id}: malformed spool file {ENVELOPE_DIR}/{alert_id}: " \
+           f"{reason}; skipped"
+
+
+def write_settings(root: Path, config: AlertsConfig) -> None:
+    """The notification settings where ``netguard-alert`` inside the node finds them."""
+    text = (
+        f"to: {config.to}\nfrom: {config.from_}\nmail_server: {config.mail_server}\n"
+        f"helo: {config.helo}\n"
+    )
+    _write_atomic(Path(root) / SETTINGS.lstrip("/"), text.encode())
+
+
+def read_settings(root: Path) -> AlertsConfig:
+    """The settings the mailer wrote, or the defaults when there are none (or junk)."""
+    try:
+        text = (Path(root) / SETTINGS.lstrip("/")).read_text()
+    except (OSError, UnicodeDecodeError):
+        return AlertsConfig()
+    fields: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("to", "from", "mail_server", "helo"):
+            fields[key.strip()] = value.strip()
+    try:
+        return AlertsConfig.model_validate(fields)
+    except ValueError:
+        return AlertsConfig()
+
+
+# --------------------------------------------------------------------------------------
+# The service
+# --------------------------------------------------------------------------------------
+
+
+class AlertMailer(Service):
+    """Delivers the firewall's spooled alerts. ``flush()`` tries every alert now."""
+
+    kind = "alerts"
+
+    def __init__(
+        self,
+        node: NodeContext,
+        config: AlertsConfig,
+        smtp_port: int = 25,
+        dns_port: int = 53,
+        *,
+        connect_timeout: float = 5.0,
+        dns_timeout: float = 2.0,
+        session_timeout: float = 60.0,
+        scan_interval: float = 1.0,
+    ) -> None:
+        super().__init__(node)
+        self.config = config
+        self.smtp_port = smtp_port
+        self.dns_port = dns_port
+        self.connect_timeout = connect_timeout
+        self.dns_timeout = dns_timeout
+        self.session_timeout = session_timeout
+        self.scan_interval = scan_interval
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        # malformed files already reported, by (id, mtime): report once, not every pass
+        self._reported: set[tuple[str, float]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for d in (ENVELOPE_DIR, DATA_DIR, os.path.dirname(ALERT_LOG)):
+            self.node.path(d).mkdir(parents=True, exist_ok=True)
+        write_settings(self.node.root, self.config)
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._runner = asyncio.get_running_loop().create_task(self._run_forever())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self._runner = None
+
+    async def healthy(self) -> bool:
+        if self._runner is None or self._runner.done():
+            return False
+        return all(self.node.path(d).is_dir() for d in (ENVELOPE_DIR, DATA_DIR))
+
+    # ---- raising and listing ---------------------------------------------------------
+
+    def raise_alert(self, subject: str, body: str = "") -> str:
+        """Spool one alert, wake the runner, return the alert's id."""
+        alert_id = write_alert(
+            self.node.root, subject, body, sender=self.config.from_,
+            recipient=self.config.to, server=self.config.mail_server, helo=self.config.helo,
+        )
+        self.log(log_queued(alert_id, self.config.from_, self.config.to, subject))
+        self._wake.set()
+        return alert_id
+
+    def spooled(self) -> list[str]:
+        """Ids of the alerts waiting in the spool."""
+        return spooled_ids(self.node.root)
+
+    def log(self, message: str) -> None:
+        append_log(self.node.root, message)
+
+    # ---- delivery --------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """One delivery pass over every spooled alert, now; returns when it is done."""
+        async with self._lock:
+            await self._pass(due_only=False)
+
+    async def _run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    await self._pass(due_only=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - keep the runner alive; next pass retries
+                self.log(f"warning: alert run failed: {e!r}")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.scan_interval)
+            except TimeoutError:
+                pass
+
+    def _due(self, envelope: Envelope, now: datetime) -> bool:
+        if envelope.attempts == 0 or envelope.last_attempt is None:
+            return True
+        waited = (now - envelope.last_attempt).total_seconds()
+        return waited >= self.config.retry_interval or waited < 0
+
+    async def _pass(self, due_only: bool) -> None:
+        now = datetime.now().astimezone()
+        todo: list[tuple[Envelope, bytes]] = []
+        for alert_id in spooled_ids(self.node.root):
+            try:
+                envelope, message = read_alert(self.node.root, alert_id)
+            except FileNotFoundError:
+                continue  # delivered or removed by hand meanwhile
+            except (SpoolError, OSError) as e:
+                self._report(alert_id, str(e))
+                continue
+            if not due_only or self._due(envelope, now):
+                todo.append((envelope, message))
+        limit = asyncio.Semaphore(5)
+
+        async def one(envelope: Envelope, message: bytes) -> None:
+            async with limit:
+                try:
+                    await self._deliver(envelope, message)
+                except OSError as e:  # the spool itself: report, keep going
+                    self.log(f"warning: alert {envelope.alert_id}: {e}")
+
+        await asyncio.gather(*(one(e, m) for e, m in todo))
+
+    def _report(self, alert_id: str, reason: str) -> None:
+        env_path, _ = spool_paths(self.node.root, alert_id)
+        try:
+            key = (alert_id, env_path.stat().st_mtime)
+        except OSError:
+            key = (alert_id, 0.0)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.log(log_malformed(alert_id, reason))
+
+    async def _addresses(self, name: str) -> list[str]:
+        try:
+            ipaddress.IPv4Address(name)
+            return [name]
+        except ValueError:
+            pass
+        return await lookup_a(self.node, name, port=self.dns_port, timeout=self.dns_timeout)
+
+    async def _deliver(self, envelope: Envelope, message: bytes) -> None:
+        """One attempt at one alert: resolve, connect, send; then remove or record."""
+        name = self.config.mail_server
+        port = self.smtp_port
+        server = f"{name}:{port}"
+        try:
+            addresses = await self._addresses(name)
+        except DnsError as e:
+            self._failed(envelope, name, server, e.reason)
+            return
+        error = ""
+        for addr in addresses:
+            server = f"{name}[{addr}]:{port}"
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            try:
+                result = await send_message(
+                    self.node.socket(family, socket.SOCK_STREAM), (addr, port),
+                    envelope.sender, [envelope.recipient], message,
+                    helo_name=self.config.helo, connect_timeout=self.connect_timeout,
+                    timeout=self.session_timeout,
+                )
+            except SmtpError as e:
+                if e.stage == "connect":
+                    error = f"connect to {addr}:{port}: {e.detail}"
+                    continue  # the next address may answer
+                if e.reply is None:
+                    error = f"lost connection with {name}[{addr}] ({e.detail})"
+                    continue
+                error = f"host {name}[{addr}] said: {e.reply} (in reply to {e.stage} command)"
+                break
+            if result.reply is None:
+                reply = result.refused.get(envelope.recipient)
+                error = f"host {name}[{addr}] said: {reply} (in reply to RCPT TO command)"
+                break
+            remove_alert(self.node.root, envelope.alert_id)
+            self.log(log_status(envelope.alert_id, envelope.recipient, server, "sent",
+                                str(result.reply)))
+            return
+        self._failed(envelope, name, server, error or "no address to try")
+
+    def _failed(self, envelope: Envelope, name: str, server: str, error: str) -> None:
+        env_path, _ = spool_paths(self.node.root, envelope.alert_id)
+        envelope.server = name
+        envelope.attempts += 1
+        envelope.last_attempt = datetime.now().astimezone()
+        envelope.last_error = error
+        if env_path.exists():  # not removed by hand while we tried
+            write_envelope(self.node.root, envelope)
+        self.log(log_status(envelope.alert_id, envelope.recipient, server, "deferred", error))
+
+
+__all__ = [
+    "ALERT_LOG",
+    "AlertMailer",
+    "DATA_DIR",
+    "ENVELOPE_DIR",
+    "Envelope",
+    "SpoolError",
+    "append_log",
+    "build_message",
+    "log_malformed",
+    "log_queued",
+    "log_status",
+    "parse_envelope",
+    "read_alert",
+    "read_settings",
+    "remove_alert",
+    "spooled_ids",
+    "write_alert",
+    "write_settings",
+]

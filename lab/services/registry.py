@@ -1,0 +1,55 @@
+"""Service kinds by name: how a node's role config becomes running services.
+
+Each factory takes the node's runtime handles and its validated config and returns the
+services to run for it, in start order. The config models live in lab/model/services.py
+under the same names (a test checks the two agree).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lab.model.topology import Node
+from lab.services.base import NodeContext, Service
+from lab.services.dns import DnsService
+from lab.services.firewall import FirewallService
+from lab.services.mta import MtaService
+from lab.services.nftrules import FirewallAddresses
+from lab.services.proxy import SmtpProxy
+
+Runner = Callable[[list[str], str | None], tuple[int, str, str]]
+
+
+@dataclass
+class NodeRuntime:
+    """What a factory may use: the node as services see it, its topology entry, and a
+    way to run commands inside it."""
+
+    ctx: NodeContext
+    node: Node
+    run: Runner
+
+
+def _dns(rt: NodeRuntime, config: Any) -> list[Service]:
+    return [DnsService(rt.ctx, config)]
+
+
+def _smtp(rt: NodeRuntime, config: Any) -> list[Service]:
+    return [MtaService(rt.ctx, config)]
+
+
+def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
+    ext_if, ext = rt.node.interface_on(config.external)
+    int_if, internal = rt.node.interface_on(config.internal)
+    addresses = FirewallAddresses(external=[str(ext.address)], internal=[str(internal.address)])
+    return [
+        FirewallService(rt.ctx, config, rt.run, ext_if, int_if, addresses),
+        SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip)),
+    ]
+
+
+FACTORIES: dict[str, Callable[[NodeRuntime, Any], list[Service]]] = {
+    "firewall": _firewall,  # first: the others' traffic crosses it
+    "dns": _dns,
+    "smtp": _smtp,
+}

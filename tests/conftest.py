@@ -1,0 +1,171 @@
+"""Shared plumbing for the engine tests: the `lab` command, root-only skipping, and labs
+that are always torn down.
+
+Root-only tests carry ``@pytest.mark.root``; when the suite runs unprivileged they are
+skipped with a reason before any of their fixtures run. Every lab a test starts goes
+through ``Labs``, whose teardown runs ``lab down`` for each of its labs and then, as a
+safety net, ``lab clean``, and checks that the lab's state directory is gone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
+_VENV_LAB = Path(sys.executable).with_name("lab")
+LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
+ROOT_REASON = "needs root: it builds labs in network namespaces"
+CLI_TIMEOUT = 90
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: needs root and network namespaces (skipped otherwise)")
+    config.addinivalue_line("markers", "slow: takes tens of seconds (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "lab_name(name): the name the lab_up fixture gives its lab")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip root-marked tests for non-root users, before their fixtures start anything."""
+    if item.get_closest_marker("root") is not None and os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+
+
+@pytest.fixture(scope="session")
+def require_root() -> None:
+    """For fixtures that need root whatever their test is marked with."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+
+
+def run_lab(*args: str, input: bytes | str | None = None, env: dict[str, str] | None = None,
+            prefix: list[str] | None = None, timeout: float = CLI_TIMEOUT,
+            ) -> subprocess.CompletedProcess:
+    """Run the `lab` command; text in and out unless ``input`` is bytes."""
+    text = not isinstance(input, bytes)
+    return subprocess.run([*(prefix or []), *LAB_CMD, *args], input=input, capture_output=True,
+                          text=text, env=env, cwd=PROJECT_ROOT, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def lab_cli():
+    """The `run_lab` helper, for tests."""
+    return run_lab
+
+
+def lab_exec(lab: str, node: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
+    return run_lab("exec", "--lab", lab, node, "--", *cmd, **kw)
+
+
+@pytest.fixture(scope="session")
+def node_exec():
+    """``node_exec(lab, node, *cmd)``: `lab exec` in a node, returns the CompletedProcess."""
+    return lab_exec
+
+
+def read_state(lab: str) -> dict:
+    return json.loads((STATE_ROOT / lab / "state.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def lab_state():
+    """``lab_state(lab)``: the lab's state.json, as recorded by its supervisor."""
+    return read_state
+
+
+@pytest.fixture(scope="session")
+def state_root() -> Path:
+    return STATE_ROOT
+
+
+class Labs:
+    """Starts labs for a test and takes every one of them down afterwards."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def up(self, name: str, topology: str = "mail-dmz") -> str:
+        self.names.append(name)
+        p = run_lab("up", topology, "--lab", name)
+        assert p.returncode == 0, f"lab up {name} failed: {p.stderr}"
+        return name
+
+    def down(self, name: str) -> subprocess.CompletedProcess:
+        return run_lab("down", "--lab", name)
+
+    def close(self) -> None:
+        for name in reversed(self.names):
+            if (STATE_ROOT / name).exists():
+                self.down(name)
+        run_lab("clean")  # safety net: whatever a dead supervisor left
+        left = [n for n in self.names if (STATE_ROOT / n).exists()]
+        self.names = []
+        assert not left, f"labs left state behind: {left}"
+
+
+@pytest.fixture
+def labs(require_root) -> Iterator[Labs]:
+    """A function-scoped lab starter: ``labs.up(name)``; all are torn down afterwards."""
+    started = Labs()
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def module_labs(require_root) -> Iterator[Labs]:
+    """Like ``labs``, for labs shared by the tests of one module."""
+    started = Labs()
+    yield started
+    started.close()
+
+
+def default_lab_name(nodeid: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", nodeid.rsplit("::", 1)[-1].lower()).strip("-")[:18]
+    digest = hashlib.sha1(nodeid.encode()).hexdigest()[:6]
+    return f"t-{stem}-{digest}".replace("--", "-")
+
+
+@pytest.fixture
+def lab_up(request: pytest.FixtureRequest, labs: Labs) -> Iterator[str]:
+    """A running mail-dmz lab for one test; yields its name (``@pytest.mark.lab_name(NAME)``
+    picks the name, else one is derived from the test id)."""
+    marker = request.node.get_closest_marker("lab_name")
+    name = marker.args[0] if marker else default_lab_name(request.node.nodeid)
+    yield labs.up(name)
+
+
+def _ip_json(*args: str) -> list[dict]:
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out or "[]")
+
+
+def host_snapshot() -> dict:
+    """What the host's own network namespace holds: interfaces, bridges, IPv4 addresses,
+    routes (all tables), named namespaces and the nftables ruleset."""
+    links = _ip_json("link", "show")
+    return {
+        "links": sorted(link["ifname"] for link in links),
+        "bridges": sorted(b["ifname"] for b in _ip_json("link", "show", "type", "bridge")),
+        "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for link in _ip_json("addr", "show")
+                            for a in link.get("addr_info", []) if a.get("family") == "inet"),
+        "routes": _ip_json("-4", "route", "show", "table", "all"),
+        "netns": sorted(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                       check=True).stdout.split("\n")),
+        "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True,
+                              check=False).stdout,
+    }
+
+
+@pytest.fixture(scope="session")
+def host_view():
+    """``host_view()``: a snapshot of the host namespace (see ``host_snapshot``)."""
+    return host_snapshot
