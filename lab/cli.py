@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shell", help="open an interactive shell inside a node")
     p.add_argument("node")
     _add_lab(p)
+    p = sub.add_parser("verify", help="run the end-to-end probes (inbound, outbound, alert)")
+    p.add_argument("probes", nargs="*", metavar="PROBE")
+    p.add_argument("--json", action="store_true")
+    _add_lab(p)
     p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
@@ -168,6 +172,21 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return _node_command(args, ["env", f"PS1={prompt}", "bash", "--norc", "-i"])
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lab.engine import control, lifecycle
+
+    lifecycle.require_root()
+    lab = lifecycle.pick_lab(args.lab)
+    results = control.request(lab, "probe", names=args.probes or None)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            verdict = "PASS" if r["passed"] else "FAIL"
+            print(f"{r['name']:<9} {verdict}  {r['detail']} ({r['seconds']:.2f} s)")
+    return 0 if all(r["passed"] for r in results) else 1
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
@@ -189,7 +208,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "up": cmd_up, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
-    "shell": cmd_shell, "clean": cmd_clean, "validate": cmd_validate,
+    "shell": cmd_shell, "verify": cmd_verify, "clean": cmd_clean, "validate": cmd_validate,
 }
 
 if __name__ == "__main__":

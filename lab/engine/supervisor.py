@@ -102,6 +102,11 @@ class Supervisor:
                 "created": self.state.created, "supervisor": os.getpid(),
                 "segments": segments, "nodes": nodes}
 
+    async def op_probe(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        from lab.probes import run_probes
+
+        return [r.to_dict() for r in await run_probes(self.services, names)]
+
     def op_down(self) -> str:
         self.stopping.set()
         return "stopping"

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lab.errors import LabError
 from lab.model.source import FileError, Loc, field_name, line_for, load_checked, read_yaml
 from lab.scoring.causes import CAUSE_IDS
 from lab.scoring.rubric import Rubric
@@ -132,8 +131,8 @@ class Scenario(Strict):
         for loc, ref in self.fault_refs():
             where = field_name(loc)
             if ref.key() in seen:
-                found.append(((*loc, "fault"), f"'{ref.fault}' with these params is already "
-                              f"listed at {seen[ref.key()]}"))
+                msg = f"'{ref.fault}' with these params is already listed at {seen[ref.key()]}"
+                found.append(((*loc, "fault"), msg))
             seen.setdefault(ref.key(), where)
         return found
 
@@ -197,9 +196,8 @@ def load_scenarios(directory: Path, known_faults: set[str] | None = None) -> dic
     for path in sorted(directory.glob("*.yaml")):
         scenario = load_scenario(path, known_faults)
         if scenario.name != path.stem:
-            raise FileError(path, [(None, "name", f"'{scenario.name}' does not match the "
-                                    f"file name '{path.stem}'")])
-        if scenario.name in out:
-            raise LabError(f"{path}: scenario '{scenario.name}' is defined twice")
+            _, lines = read_yaml(path)
+            msg = f"'{scenario.name}' does not match the file name '{path.stem}'"
+            raise FileError(path, [(line_for(lines, ("name",)), "name", msg)])
         out[scenario.name] = scenario
     return out

@@ -150,7 +150,9 @@ def build_message(
     msg["Subject"] = " ".join(subject.split()) or "(no subject)"
     msg["Date"] = format_datetime(when)
     msg["Message-ID"] = f"<{alert_id}@{helo}>"
-    msg.set_content(body if body.endswith("\n") or not body else body + "\n")
+    text = body if body.endswith("\n") or not body else body + "\n"
+    # 7-bit clean on the wire: the lab's SMTP client does not negotiate 8BITMIME
+    msg.set_content(text, cte="7bit" if text.isascii() else "quoted-printable")
     return msg.as_bytes()
 
 
@@ -332,6 +334,8 @@ class AlertMailer(Service):
         self._lock = asyncio.Lock()
         # malformed files already reported, by (id, mtime): report once, not every pass
         self._reported: set[tuple[str, float]] = set()
+        # when this mailer last tried each alert, unrounded (the envelope keeps seconds)
+        self._tried: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -398,7 +402,8 @@ class AlertMailer(Service):
     def _due(self, envelope: Envelope, now: datetime) -> bool:
         if envelope.attempts == 0 or envelope.last_attempt is None:
             return True
-        waited = (now - envelope.last_attempt).total_seconds()
+        last = self._tried.get(envelope.alert_id, envelope.last_attempt.timestamp())
+        waited = now.timestamp() - last
         return waited >= self.config.retry_interval or waited < 0
 
     async def _pass(self, due_only: bool) -> None:
@@ -424,6 +429,9 @@ class AlertMailer(Service):
                     self.log(f"warning: alert {envelope.alert_id}: {e}")
 
         await asyncio.gather(*(one(e, m) for e, m in todo))
+        present = set(spooled_ids(self.node.root))
+        for alert_id in [a for a in self._tried if a not in present]:
+            del self._tried[alert_id]
 
     def _report(self, alert_id: str, reason: str) -> None:
         env_path, _ = spool_paths(self.node.root, alert_id)
@@ -488,6 +496,7 @@ class AlertMailer(Service):
         envelope.server = name
         envelope.attempts += 1
         envelope.last_attempt = datetime.now().astimezone()
+        self._tried[envelope.alert_id] = envelope.last_attempt.timestamp()
         envelope.last_error = error
         if env_path.exists():  # not removed by hand while we tried
             write_envelope(self.node.root, envelope)

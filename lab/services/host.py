@@ -18,18 +18,26 @@ HEALTH_TIMEOUT = 5.0
 class ServiceHost:
     def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int]) -> None:
         self.services: dict[str, list[Service]] = {}
+        self.contexts: dict[str, NodeContext] = {}
         for name, node in topo.nodes.items():
-            if not node.services:
-                continue
             addresses = [str(a) for a in node.addresses()] + ["127.0.0.1"]
             ctx = NodeContext(name, files[name].root, addresses,
                               socket_factory(f"/proc/{pids[name]}/ns/net"))
+            self.contexts[name] = ctx
+            if not node.services:
+                continue
             rt = NodeRuntime(ctx, node, node_runner(pids[name]))
             found: list[Service] = []
             for kind in FACTORIES:  # registry order is start order
                 if kind in node.services:
                     found += FACTORIES[kind](rt, parse_service(kind, node.services[kind]))
             self.services[name] = found
+
+    def get(self, node: str, kind: str) -> Service:
+        for svc in self.services.get(node, []):
+            if svc.kind == kind:
+                return svc
+        raise LabError(f"no {kind} service on node {node}")
 
     def all(self) -> list[tuple[str, Service]]:
         return [(node, s) for node, group in self.services.items() for s in group]

@@ -1,0 +1,147 @@
+"""End-to-end probes: does mail really get through? The same three for every lab.
+
+- inbound: mx-ext's MTA sends to postmaster@example.net (MX lookup through the internet
+  resolver, the firewall, the mail server) and the message must land in mx's mailbox;
+- outbound: the admin workstation submits to mx for postmaster@example.com, mx delivers
+  through the firewall's NAT, and it must land in mx-ext's mailbox;
+- alert: the firewall raises an alert that must reach admin@example.net.
+
+Each probe sends a message with a fresh token and polls the target mailbox, without
+cancelling the senders: a message that cannot be delivered stays queued, as real mail
+would. Runs on the supervisor's loop, using the services the lab runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from email.message import EmailMessage
+from typing import Awaitable, Callable
+
+from lab.errors import LabError
+from lab.services.host import ServiceHost
+from lab.services.smtpclient import SmtpError, send_message
+
+DEFAULT_TIMEOUT = 6.0
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    passed: bool
+    detail: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_pending: set[asyncio.Task] = set()
+
+
+def _background(coro) -> None:
+    """Let a delivery run on after the probe has its verdict (the mailbox decides)."""
+    task = asyncio.ensure_future(coro)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+def _message(sender: str, rcpt: str, token: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = rcpt
+    msg["Subject"] = f"lab probe {token}"
+    msg.set_content(f"probe token {token}\n")
+    return msg.as_bytes()
+
+
+async def _submit(host: ServiceHost, client: str, server: tuple[str, int], sender: str,
+                  rcpt: str, token: str) -> None:
+    ctx = host.contexts[client]
+    await send_message(ctx.socket(), server, sender, [rcpt], _message(sender, rcpt, token),
+                       helo_name=f"{client}.probe", connect_timeout=3, timeout=5)
+
+
+async def _landed(host: ServiceHost, node: str, mailbox: str, token: str, timeout: float) -> bool:
+    path = host.contexts[node].path(f"/var/mail/{mailbox}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if token in path.read_text(errors="replace"):
+                return True
+        except FileNotFoundError:
+            pass
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def _mail_probe(host: ServiceHost, name: str, client: str, server: tuple[str, int],
+                      sender: str, rcpt: str, relay: str, target: str, timeout: float
+                      ) -> ProbeResult:
+    started = time.monotonic()
+    token = secrets.token_hex(6)
+    try:
+        await _submit(host, client, server, sender, rcpt, token)
+    except (SmtpError, OSError, asyncio.TimeoutError) as e:
+        return ProbeResult(name, False, f"submission to {server[0]} failed: {e}",
+                           time.monotonic() - started)
+    relay_mta = host.get(relay, "smtp")
+    _background(relay_mta.flush())
+    mailbox = rcpt.split("@")[0]
+    ok = await _landed(host, target, mailbox, token, timeout)
+    detail = (f"delivered to {target}:/var/mail/{mailbox}" if ok else
+              f"not in {target}:/var/mail/{mailbox} after {timeout:.0f} s; {_last_error(relay_mta)}")
+    return ProbeResult(name, ok, detail, time.monotonic() - started)
+
+
+def _last_error(mta) -> str:
+    for entry in mta.queue():
+        for rcpt, reason in entry.reasons.items():
+            return f"{mta.node.name} queue: {rcpt}: {reason}"
+    return f"nothing in {mta.node.name}'s queue"
+
+
+async def inbound(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
+    return await _mail_probe(host, "inbound", "mx-ext", ("127.0.0.1", 25), "probe@example.com",
+                             "postmaster@example.net", "mx-ext", "mx", timeout)
+
+
+async def outbound(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
+    return await _mail_probe(host, "outbound", "admin", ("10.1.0.25", 25), "probe@example.net",
+                             "postmaster@example.com", "mx", "mx-ext", timeout)
+
+
+async def alert(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
+    started = time.monotonic()
+    token = secrets.token_hex(6)
+    mailer = host.get("fw", "alerts")
+    mailer.raise_alert(f"lab probe {token}", f"probe token {token}\n")
+    _background(mailer.flush())
+    ok = await _landed(host, "mx", "admin", token, timeout)
+    detail = ("delivered to mx:/var/mail/admin" if ok else
+              f"not in mx:/var/mail/admin after {timeout:.0f} s; alert still spooled on fw")
+    return ProbeResult("alert", ok, detail, time.monotonic() - started)
+
+
+PROBES: dict[str, Callable[..., Awaitable[ProbeResult]]] = {
+    "inbound": inbound,
+    "outbound": outbound,
+    "alert": alert,
+}
+
+
+async def run_probes(host: ServiceHost, names: list[str] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> list[ProbeResult]:
+    names = names or list(PROBES)
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        raise LabError(f"unknown probe {', '.join(unknown)}", hint="probes: " + ", ".join(PROBES))
+    return list(await asyncio.gather(*(_guarded(n, host, timeout) for n in names)))
+
+
+async def _guarded(name: str, host: ServiceHost, timeout: float) -> ProbeResult:
+    try:
+        return await PROBES[name](host, timeout)
+    except LabError as e:
+        return ProbeResult(name, False, e.message, 0.0)

@@ -1,0 +1,114 @@
+"""Rendering a Report: terminal text, a JSON-ready dict, a self-contained HTML page.
+
+Pure functions returning strings or dicts; the CLI decides where they go. The HTML page
+has no external assets (inline style only) and escapes every value it shows.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from html import escape
+from typing import Any
+
+from lab.scoring.score import FaultVerdict, Report, mmss
+
+CATEGORY_ORDER = ["diagnosis", "submissions", "fix", "investigation", "hints", "damage",
+                  "time", "floor"]
+
+
+def _submitted(v: FaultVerdict) -> str:
+    if v.submission is None:
+        return "-"
+    return f"{v.submission.cause} on {v.submission.node}"
+
+
+def _fault_label(v: FaultVerdict) -> str:
+    params = ", ".join(f"{k}={v.params[k]}" for k in sorted(v.params))
+    return f"{v.fault}({params})" if params else v.fault
+
+
+def _ordered(report: Report) -> list[tuple[str, list[Any]]]:
+    out = []
+    for cat in CATEGORY_ORDER + sorted({i.category for i in report.items} - set(CATEGORY_ORDER)):
+        items = [i for i in report.items if i.category == cat]
+        if items:
+            out.append((cat, items))
+    return out
+
+
+def render_text(report: Report) -> str:
+    lines = [
+        f"Scenario {report.scenario}  lab {report.lab}  trainee {report.trainee}  seed {report.seed}",
+        f"Time {mmss(report.elapsed)} of {mmss(report.time_limit * 60)}",
+        f"Score {report.total} / {report.max_points}",
+        "",
+        "Faults:",
+    ]
+    for n, v in enumerate(report.verdicts, 1):
+        lines.append(f"  {n}. {v.verdict:<8} {v.cause} on {v.node}  [{_fault_label(v)}]")
+        lines.append(f"     submitted: {_submitted(v)}; {v.why}")
+    for cat, items in _ordered(report):
+        lines += ["", f"{cat.capitalize()}:"]
+        lines += [f"  {i.points:+4d}  {i.reason}" for i in items]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {
+        "scenario": report.scenario,
+        "lab": report.lab,
+        "trainee": report.trainee,
+        "seed": report.seed,
+        "elapsed": round(report.elapsed, 3),
+        "time_limit": report.time_limit,
+        "total": report.total,
+        "max": report.max_points,
+        "verdicts": [
+            {"fault": v.fault, "params": v.params, "cause": v.cause, "node": v.node,
+             "verdict": v.verdict, "why": v.why, "points": v.points,
+             "submission": asdict(v.submission) if v.submission else None}
+            for v in report.verdicts
+        ],
+        "items": [asdict(i) for i in report.items],
+    }
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+td, th { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+td.pts { text-align: right; font-family: monospace; }
+.right { color: #176117; } .partial { color: #8a5a00; }
+.wrong, .missing { color: #a11; }
+.neg { color: #a11; } .pos { color: #176117; }
+"""
+
+
+def render_html(report: Report) -> str:
+    e = escape
+    rows = "".join(
+        f'<tr><td>{n}</td><td class="{e(v.verdict)}">{e(v.verdict)}</td>'
+        f"<td>{e(v.cause)}</td><td>{e(v.node)}</td><td>{e(_fault_label(v))}</td>"
+        f"<td>{e(_submitted(v))}</td><td>{e(v.why)}</td></tr>"
+        for n, v in enumerate(report.verdicts, 1)
+    )
+    sections = []
+    for cat, items in _ordered(report):
+        body = "".join(
+            f'<tr><td class="pts {"neg" if i.points < 0 else "pos"}">{i.points:+d}</td>'
+            f"<td>{e(i.reason)}</td></tr>" for i in items
+        )
+        sections.append(f"<h2>{e(cat.capitalize())}</h2><table>{body}</table>")
+    title = f"Score: {report.scenario} ({report.trainee})"
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n"
+        f"<h1>{e(title)}</h1>\n"
+        f"<p>Lab {e(report.lab)}, seed {report.seed}, time {mmss(report.elapsed)} of "
+        f"{mmss(report.time_limit * 60)}</p>\n"
+        f"<p><strong>Score {report.total} / {report.max_points}</strong></p>\n"
+        "<h2>Faults</h2><table><tr><th>#</th><th>verdict</th><th>cause</th><th>node</th>"
+        f"<th>fault</th><th>submitted</th><th>why</th></tr>{rows}</table>\n"
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )
