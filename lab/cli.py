@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("probes", nargs="*", metavar="PROBE")
     p.add_argument("--json", action="store_true")
     _add_lab(p)
+    p = sub.add_parser("service", help="start, stop or restart a service on a node")
+    p.add_argument("node")
+    p.add_argument("kind", help="dns, smtp, firewall, proxy, alerts")
+    p.add_argument("action", choices=["start", "stop", "restart"])
+    _add_lab(p)
+    p = sub.add_parser("fault", help="(instructors) apply or revert a fault by hand")
+    p.add_argument("action", choices=["apply", "revert"])
+    p.add_argument("name")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    _add_lab(p)
     p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
@@ -187,6 +197,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in results) else 1
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from lab.engine import control, lifecycle
+
+    lifecycle.require_root()
+    lab = lifecycle.pick_lab(args.lab)
+    print(control.request(lab, "service", node=args.node, kind=args.kind, action=args.action))
+    return 0
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LabError(f"bad --param '{pair}'", hint="use --param KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from lab.engine import control, lifecycle
+
+    lifecycle.require_root()
+    lab = lifecycle.pick_lab(args.lab)
+    result = control.request(lab, "fault", action=args.action, name=args.name,
+                             params=_params(args.param))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
@@ -208,7 +248,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "up": cmd_up, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
-    "shell": cmd_shell, "verify": cmd_verify, "clean": cmd_clean, "validate": cmd_validate,
+    "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault, "clean": cmd_clean, "validate": cmd_validate,
 }
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
-from typing import Awaitable, Callable
 
 from lab.errors import LabError
 from lab.services.host import ServiceHost
@@ -83,7 +83,7 @@ async def _mail_probe(host: ServiceHost, name: str, client: str, server: tuple[s
     token = secrets.token_hex(6)
     try:
         await _submit(host, client, server, sender, rcpt, token)
-    except (SmtpError, OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, SmtpError, OSError) as e:
         return ProbeResult(name, False, f"submission to {server[0]} failed: {e}",
                            time.monotonic() - started)
     relay_mta = host.get(relay, "smtp")

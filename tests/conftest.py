@@ -57,6 +57,12 @@ def run_lab(*args: str, input: bytes | str | None = None, env: dict[str, str] | 
 
 
 @pytest.fixture(scope="session")
+def lab_command() -> tuple[list[str], Path]:
+    """The `lab` command line and the directory it runs from (for tests that spawn it)."""
+    return LAB_CMD, PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
 def lab_cli():
     """The `run_lab` helper, for tests."""
     return run_lab

@@ -185,8 +185,8 @@ def test_alert_with_split_dns_is_delivered_and_spool_emptied(lab, subject, body)
 
 @pytest.mark.parametrize("dns_state, error", [
     (False, "connect to 127.0.0.99:{port}: Connection refused"),
-    (None, "Host or domain name not found. Name service error for name=mail.example.net "
-           "type=A: Host not found"),
+    (None, ("Host or domain name not found. Name service error for name=mail.example.net "
+           "type=A: Host not found")),
 ])
 def test_undeliverable_alert_stays_with_its_error_until_dns_is_fixed(lab, dns_state, error):
     error = error.format(port=lab.smtp_port)
@@ -357,8 +357,8 @@ def test_cli_list_empty(lab, capsys):
     (0, "", timedelta(seconds=5), "5s"),
     (1, "connect to 127.0.0.99:25: Connection timed out", timedelta(minutes=3, seconds=7),
      "3m07s"),
-    (12, "Host or domain name not found. Name service error for name=mail.example.net "
-         "type=A: Host not found, try again", timedelta(hours=2, minutes=1), "2h01m"),
+    (12, ("Host or domain name not found. Name service error for name=mail.example.net "
+         "type=A: Host not found, try again"), timedelta(hours=2, minutes=1), "2h01m"),
 ])
 def test_cli_list_shows_id_age_attempts_last_error(lab, capsys, attempts, last_error, age,
                                                    shown_age):
@@ -463,8 +463,8 @@ def test_healthy_tracks_runner_and_spool(lab):
 
 @pytest.mark.parametrize("attempts, last_attempt, last_error", [
     (0, None, ""),
-    (3, datetime(2026, 11, 25, 16, 50, 11).astimezone(), "connect to 203.0.113.25:25: "
-                                                           "Connection timed out"),
+    (3, datetime(2026, 11, 25, 16, 50, 11).astimezone(), ("connect to 203.0.113.25:25: "
+                                                           "Connection timed out")),
 ])
 def test_envelope_round_trip(attempts, last_attempt, last_error):
     env = Envelope("abc", "netguard@fw.example.net", "admin@example.net", "mail.example.net",

@@ -104,7 +104,7 @@ def test_unknown_fault_names_name_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(FileError) as err:
         load_scenario(path, KNOWN - {"link-down", "fw-icmp-blocked"})
     assert err.value.problems == [
-        (13, "faults[1].from[2].fault", "unknown fault 'link-down' (see `lab faults`)"),
+        (12, "faults[1].from[2].fault", "unknown fault 'link-down' (see `lab faults`)"),
         (26, "red_herrings[0].fault", "unknown fault 'fw-icmp-blocked' (see `lab faults`)"),
     ]
 

@@ -31,7 +31,7 @@ def request(lab: str, op: str, timeout: float = 30.0, **args: Any) -> Any:
     except (FileNotFoundError, ConnectionRefusedError):
         raise LabError(f"the supervisor of lab '{lab}' is not answering",
                        hint="`lab clean` removes what a dead lab left") from None
-    except socket.timeout:
+    except TimeoutError:
         raise LabError(f"the supervisor of lab '{lab}' did not answer in {timeout:.0f} s") from None
     finally:
         sock.close()

@@ -35,7 +35,7 @@ class NodeFiles:
         self.path("/etc/hostname").write_text(self.name + "\n")
 
     def mount_commands(self, hide: Path, node_bin: Path) -> list[str]:
-        q = lambda p: shlex.quote(str(p))  # noqa: E731
+        q = lambda p: shlex.quote(str(p))
         cmds = [
             "mount -t overlay lab-etc -o "
             f"lowerdir=/etc,upperdir={q(self.path('/etc'))},workdir={q(self.path('/.etc-work'))} /etc"

@@ -14,6 +14,7 @@ MOUNT_POINT = "/usr/local/sbin"
 NODE_COMMANDS = {
     "netguard": "lab.services.netguard",
     "mailq": "lab.services.mailq",
+    "netguard-alert": "lab.services.alert_cli",
 }
 
 

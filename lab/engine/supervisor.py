@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from lab.engine import control
@@ -106,6 +105,46 @@ class Supervisor:
         from lab.probes import run_probes
 
         return [r.to_dict() for r in await run_probes(self.services, names)]
+
+    def lab_context(self):
+        from lab.faults.base import LabContext
+
+        def run(node: str, argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+            from lab.services.netns import node_runner
+
+            return node_runner(self.network.node(node).pid)(argv, stdin)
+
+        def node_ctx(name: str):
+            self.network.node(name)  # unknown node -> LabError
+            return self.services.contexts[name]
+
+        return LabContext(self.topo, self.services.get, node_ctx, run)
+
+    async def op_fault(self, action: str, name: str, params: dict | None = None) -> dict:
+        """Apply or revert one fault of the catalog; the answer key goes back to the
+        caller only (it is never written where a node could read it)."""
+        from dataclasses import asdict
+
+        from lab.faults import get_fault
+
+        if action not in ("apply", "revert"):
+            raise LabError(f"unknown fault action '{action}'")
+        fault = get_fault(name)
+        parsed = fault.Params.model_validate(params or {})
+        await getattr(fault, action)(self.lab_context(), parsed)
+        return {"fault": name, "params": parsed.model_dump(mode="json"),
+                "answer": asdict(fault.answer(parsed))}
+
+    async def op_service(self, node: str, kind: str, action: str) -> str:
+        """Start, stop or restart one service, as a trainee's repair may need."""
+        svc = self.services.get(node, kind)
+        if action in ("stop", "restart"):
+            await svc.stop()
+        if action in ("start", "restart"):
+            await svc.start()
+        if action not in ("start", "stop", "restart"):
+            raise LabError(f"unknown service action '{action}'", hint="start, stop or restart")
+        return f"{kind} on {node}: {action} done"
 
     def op_down(self) -> str:
         self.stopping.set()

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from lab.model.alerts import AlertsConfig
 from lab.model.dns import DnsConfig
 from lab.model.firewall import FirewallConfig
 from lab.model.mta import MtaConfig
@@ -18,6 +19,7 @@ SERVICE_CONFIGS: dict[str, type[BaseModel]] = {
     "dns": DnsConfig,
     "smtp": MtaConfig,
     "firewall": FirewallConfig,
+    "alerts": AlertsConfig,
 }
 
 

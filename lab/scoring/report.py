@@ -44,8 +44,9 @@ def render_text(report: Report) -> str:
         "Faults:",
     ]
     for n, v in enumerate(report.verdicts, 1):
-        lines.append(f"  {n}. {v.verdict:<8} {v.cause} on {v.node}  [{_fault_label(v)}]")
-        lines.append(f"     submitted: {_submitted(v)}; {v.why}")
+        lines.append(f"  {n}. {v.verdict:<8} {v.points:+4d}  {v.cause} on {v.node}  "
+                     f"[{_fault_label(v)}]")
+        lines.append(f"     submitted: {_submitted(v)}: {v.why}")
     for cat, items in _ordered(report):
         lines += ["", f"{cat.capitalize()}:"]
         lines += [f"  {i.points:+4d}  {i.reason}" for i in items]

@@ -165,7 +165,7 @@ def _diagnosis(attempt: Attempt, rubric: Rubric, accept: Accept, report: Report,
                       f"submitted {sub.cause} on {sub.node} at {clock(sub.t)}")
         else:
             sub = spare.pop(0) if spare else None
-            verdict, why = ("wrong", "no submission matches it") if sub else (
+            verdict, why = ("wrong", "the submission does not diagnose it") if sub else (
                 "missing", "no diagnosis submitted for it")
             points, reason = 0, f"{label}: {verdict}, {why}"
         report.verdicts.append(FaultVerdict(fault.name, fault.params, fault.cause, fault.node,
@@ -275,7 +275,7 @@ def _tool_count(used: list[tuple[Command, str]], rubric: Rubric) -> Item:
     if len(tools) >= rubric.min_tools:
         return Item(rubric.tools, f"method: {len(tools)} distinct tools used ({listed})",
                     "investigation")
-    return Item(0, f"method: {len(tools)} distinct tools used, {rubric.min_tools} expected "
+    return Item(0, f"method: {len(tools)} distinct tool(s) used, {rubric.min_tools} expected "
                 f"({listed})", "investigation")
 
 

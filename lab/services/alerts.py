@@ -14,7 +14,7 @@ mean every alert went out. What happens is logged to ``/var/log/netguard/alerts.
 
     2026-11-25T16:50:01 alert 3f2a... to=<admin@example.net> server=mail.example.net[10.1.0.25]:25 status=sent (250 ...)
     2026-11-25T16:50:11 alert 3f2a... to=<admin@example.net> server=mail.example.net[203.0.113.25]:25 status=deferred (connect to 203.0.113.25:25: Connection timed out)
-"""  # noqa: E501
+"""
 from __future__ import annotations
 
 import asyncio
@@ -505,9 +505,9 @@ class AlertMailer(Service):
 
 __all__ = [
     "ALERT_LOG",
-    "AlertMailer",
     "DATA_DIR",
     "ENVELOPE_DIR",
+    "AlertMailer",
     "Envelope",
     "SpoolError",
     "append_log",

@@ -8,9 +8,9 @@ namespace (see ``lab/services/netns.py``), so one process can serve every node.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 SocketFactory = Callable[[int, int, int], socket.socket]
 

@@ -6,10 +6,12 @@ under the same names (a test checks the two agree).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lab.model.topology import Node
+from lab.services.alerts import AlertMailer
 from lab.services.base import NodeContext, Service
 from lab.services.dns import DnsService
 from lab.services.firewall import FirewallService
@@ -48,8 +50,13 @@ def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
     ]
 
 
+def _alerts(rt: NodeRuntime, config: Any) -> list[Service]:
+    return [AlertMailer(rt.ctx, config)]
+
+
 FACTORIES: dict[str, Callable[[NodeRuntime, Any], list[Service]]] = {
     "firewall": _firewall,  # first: the others' traffic crosses it
     "dns": _dns,
     "smtp": _smtp,
+    "alerts": _alerts,
 }

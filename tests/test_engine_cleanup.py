@@ -1,0 +1,191 @@
+"""Everything a lab creates is removed by it (DESIGN.md hard rule 2): after `lab down`, and
+after a supervisor killed with SIGKILL followed by `lab clean` (also when the lab's copy of
+its topology file no longer parses).
+
+Each way of tearing down is done once (a module fixture per way); each leftover kind is
+its own test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+WAYS = ["down", "kill-clean", "kill-garbage-clean"]
+LAB_FOR = {"down": "t-cl-down", "kill-clean": "t-cl-kill", "kill-garbage-clean": "t-cl-garbage"}
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def alive(pid: int, start: int) -> bool:
+    return start_time(pid) == start
+
+
+def wait_gone(pid: int, start: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not alive(pid, start)
+
+
+def background(node_exec, lab: str, node: str, keep_marker: bool = True) -> tuple[int, int]:
+    """Start a detached `sleep` in a node (optionally without the lab's env marker); its
+    PID and start time."""
+    strip = "" if keep_marker else "env -u LAB_INSTANCE "
+    p = node_exec(lab, node, "sh", "-c",
+                  f"{strip}sleep 600 </dev/null >/dev/null 2>&1 & echo $!")
+    assert p.returncode == 0, p.stderr
+    pid = int(p.stdout)
+    return pid, start_time(pid)
+
+
+def kill_mine(pid: int, start: int) -> None:
+    """Stop a process this test started, if (and only if) it is still that process."""
+    if alive(pid, start):
+        os.kill(pid, signal.SIGKILL)
+
+
+def kill_supervisor(state: dict) -> None:
+    sup = state["supervisor"]
+    os.kill(sup["pid"], signal.SIGKILL)
+    assert wait_gone(sup["pid"], sup["start"])
+
+
+def namespace_holders(kind: str, inodes: set[int]) -> list[int]:
+    held = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/{kind}").st_ino in inodes:
+                    held.append(int(entry.name))
+            except OSError:
+                pass
+    return held
+
+
+def marked_processes(lab: str) -> list[int]:
+    marker = f"LAB_INSTANCE={lab}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in env and start_time(int(entry.name)) is not None:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module", params=WAYS)
+def torn_down(request, module_labs, lab_cli, lab_state, node_exec, host_view, state_root):
+    """A lab brought up, given a background process, then torn down one way; what was
+    recorded before and seen after."""
+    way, lab = request.param, LAB_FOR[request.param]
+    before = host_view()
+    module_labs.up(lab)
+    orphan = background(node_exec, lab, "mx")
+    state = lab_state(lab)
+    if way == "down":
+        result = lab_cli("down", "--lab", lab)
+    else:
+        kill_supervisor(state)
+        if way == "kill-garbage-clean":
+            (state_root / lab / "topology.yaml").write_text("nodes: [\n  {: -\n\t@garbage")
+        result = lab_cli("clean")
+    yield {"lab": lab, "way": way, "state": state, "result": result, "before": before,
+           "after": host_view(), "orphan": orphan}
+    kill_mine(*orphan)
+
+
+def test_teardown_command_succeeds(torn_down):
+    r = torn_down["result"]
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+def test_no_recorded_process_left(torn_down):
+    state = torn_down["state"]
+    procs = [state["supervisor"], *state["nodes"].values()]
+    assert [p["pid"] for p in procs if alive(p["pid"], p["start"])] == []
+
+
+def test_no_process_with_the_lab_marker_left(torn_down):
+    assert marked_processes(torn_down["lab"]) == []
+
+
+def test_background_process_stopped(torn_down):
+    assert wait_gone(*torn_down["orphan"], timeout=1.0)
+
+
+@pytest.mark.parametrize("kind", ["net", "mnt"])
+def test_no_namespace_left(torn_down, kind):
+    inodes = {rec[f"{kind}ns"] for rec in torn_down["state"]["nodes"].values()}
+    assert namespace_holders(kind, inodes) == []
+
+
+@pytest.mark.parametrize("what", ["links", "bridges"])
+def test_no_interface_or_bridge_left_in_host(torn_down, what):
+    assert sorted(set(torn_down["after"][what]) - set(torn_down["before"][what])) == []
+
+
+def test_no_host_mount_left(torn_down, state_root):
+    needle = str(state_root / torn_down["lab"])
+    assert [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+            if needle in ln] == []
+
+
+def test_no_state_dir_left(torn_down, state_root):
+    assert not (state_root / torn_down["lab"]).exists()
+
+
+@pytest.mark.lab_name("t-cl-ls")
+def test_ls_shows_killed_lab_as_dead(lab_up, lab_cli, lab_state):
+    kill_supervisor(lab_state(lab_up))
+    rows = {r["lab"]: r for r in json.loads(lab_cli("ls", "--json").stdout)}
+    assert rows[lab_up]["running"] is False
+    line = [ln for ln in lab_cli("ls").stdout.splitlines() if ln.startswith(lab_up + " ")]
+    assert len(line) == 1 and "dead" in line[0]
+
+
+@pytest.mark.lab_name("t-cl-busy")
+def test_clean_leaves_running_lab_alone(lab_up, lab_cli, node_exec):
+    assert lab_cli("clean").returncode == 0
+    assert node_exec(lab_up, "admin", "true").returncode == 0
+
+
+UNMARKED_AFTER_KILL = (
+    "engine bug: after SIGKILL of the supervisor the node shells exit, so lab clean "
+    "(_confirmed_netns) trusts no recorded netns inode and finds processes only by the "
+    "LAB_INSTANCE marker; a node process without the marker survives and keeps the "
+    "node's network namespace alive")
+
+
+@pytest.mark.parametrize("way", [
+    "down",
+    pytest.param("kill-clean", marks=pytest.mark.xfail(reason=UNMARKED_AFTER_KILL, strict=True)),
+])
+def test_unmarked_node_process_is_stopped(way, labs, lab_cli, lab_state, node_exec, request):
+    lab = labs.up(f"t-cl-unmarked-{way}")
+    pid, start = background(node_exec, lab, "mx", keep_marker=False)
+    request.addfinalizer(lambda: kill_mine(pid, start))
+    state = lab_state(lab)
+    if way == "down":
+        assert lab_cli("down", "--lab", lab).returncode == 0
+    else:
+        kill_supervisor(state)
+        assert lab_cli("clean").returncode == 0
+    assert wait_gone(pid, start, timeout=1.0)
+    assert namespace_holders("net", {state["nodes"]["mx"]["netns"]}) == []
