@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="bring up a lab from a topology (a name or a YAML file)")
     p.add_argument("topology")
+    p.add_argument("--variant", metavar="NAME", help="one of the topology's variants")
     _add_lab(p)
     p = sub.add_parser("down", help="tear a lab down")
     _add_lab(p)
@@ -73,7 +74,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
     started = time.monotonic()
-    state = lifecycle.up(args.topology, args.lab)
+    state = lifecycle.up(args.topology, args.lab, variant=args.variant)
     hosts = sum(1 for r in state.nodes.values() if r.kind == "host")
     print(f"lab {state.lab} is up: topology {state.topology}, {hosts} nodes "
           f"({time.monotonic() - started:.2f} s)")

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from lab.engine import control
 from lab.engine.procs import kill_owned, netns_inode
 from lab.engine.state import OWNER_ENV, LabState, check_lab_name, lab_dir, lab_names, state_root
@@ -89,16 +91,19 @@ def pick_lab(lab: str | None) -> str:
     return labs[0]
 
 
-def up(ref: str, lab: str | None = None) -> LabState:
-    """Build a lab from a topology and return once every node is up."""
+def up(ref: str, lab: str | None = None, variant: str | None = None,
+       overrides: dict | None = None) -> LabState:
+    """Build a lab from a topology (with a variant and overrides laid over it) and return
+    once every node is up and every service healthy."""
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
-    topo = load_topology(path)
+    topo = load_topology(path, variant, overrides)
     lab = check_lab_name(lab or topo.name)
     _claim(lab)
     d = lab_dir(lab)
-    shutil.copyfile(path, d / "topology.yaml")
+    effective = topo.model_dump(mode="json", exclude={"variants"})
+    (d / "topology.yaml").write_text(yaml.safe_dump(effective, sort_keys=False))
     (d / "source").write_text(str(path.resolve()) + "\n")
     _start_supervisor(lab)
     return LabState.load(lab)

@@ -7,7 +7,7 @@ closest line we know.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -95,11 +95,20 @@ def problems_from(error: ValidationError, lines: dict[Loc, int]) -> list[tuple[i
     return sorted(problems, key=lambda p: (p[0] or 0, p[1]))
 
 
-def load_checked(path: Path, model: type[M]) -> M:
-    """Like load_model, then the model's own cross-field ``problems()``, each with its line."""
+def load_checked(
+    path: Path, model: type[M], transform: Callable[[dict], dict] | None = None
+) -> M:
+    """Validate a YAML file against a model, then run the model's own cross-field
+    ``problems()``; raise FileError listing every problem with its line and field.
+
+    ``transform`` may change the data first (a topology variant, a scenario's overrides);
+    lines then still point into the file.
+    """
     data, lines = read_yaml(path)
     if not isinstance(data, dict):
         raise FileError(path, [(1, "", "expected a mapping at the top level")])
+    if transform is not None:
+        data = transform(data)
     try:
         obj = model.model_validate(data)
     except ValidationError as e:
@@ -110,3 +119,13 @@ def load_checked(path: Path, model: type[M]) -> M:
         rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
         raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
     return obj
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` laid on ``base``: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = deep_merge(base.get(key), value) if key in base else value
+        return out
+    return over

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lab.model.services import service_problems
-from lab.model.source import Loc, load_checked
+from lab.errors import LabError
+from lab.model.source import Loc, deep_merge, load_checked
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 # Lab addresses: RFC 5737 documentation ranges (not 192.0.2.0/24: machines here use it
@@ -91,11 +92,19 @@ class Node(Strict):
         return [intf.address.network for intf in self.interfaces]
 
 
+class Variant(Strict):
+    description: str = ""
+    nodes: dict[str, dict[str, Any]] = {}
+
+
 class Topology(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=30)
     description: str = ""
     segments: dict[str, Segment] = Field(min_length=1)
     nodes: dict[str, Node] = Field(min_length=1)
+    # named sets of changes laid over the file (deep merge; lists are replaced whole),
+    # e.g. the SMTP proxy's "Inbound To" mode with DNS pointing at the firewall
+    variants: dict[str, Variant] = {}
 
     def problems(self) -> list[tuple[Loc, str]]:
         """Checks across fields, each with the field it concerns."""
@@ -162,5 +171,20 @@ def _node_problems(
     return found
 
 
-def load_topology(path: Path) -> Topology:
-    return load_checked(path, Topology)
+def load_topology(path: Path, variant: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> Topology:
+    """A topology file, optionally with one of its variants and then ``overrides``
+    (a mapping laid over the file like a variant) applied."""
+    def transform(data: dict) -> dict:
+        if variant is not None:
+            known = data.get("variants") or {}
+            if variant not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise LabError(f"{path}: no variant '{variant}'", hint=f"variants: {names}")
+            data = deep_merge(data, {k: v for k, v in known[variant].items()
+                                     if k != "description"})
+        if overrides:
+            data = deep_merge(data, overrides)
+        return data
+
+    return load_checked(path, Topology, transform)
