@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from lab import exercise_cli
 from lab.errors import LabError
 
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     _add_lab(p)
     p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
+    exercise_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
     return parser
@@ -153,34 +155,67 @@ def render_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _node_command(args: argparse.Namespace, argv: list[str]) -> int:
-    from lab.engine import lifecycle
-    from lab.engine.state import OWNER_ENV
+def _node_target(args: argparse.Namespace) -> tuple[str, list[str], dict[str, str]]:
+    from lab.engine import lifecycle, nodeexec
 
     lifecycle.require_root()
     lifecycle.require_dependencies()
     lab = lifecycle.pick_lab(args.lab)
-    pid = lifecycle.node_pid(lab, args.node)
-    env = {**os.environ, OWNER_ENV: lab, "LAB_NODE": args.node}
-    sys.stdout.flush()
-    os.execvpe("mnexec", ["mnexec", "-a", str(pid), *argv], env)
-    return 127  # not reached
+    prefix, env = nodeexec.enter(lab, args.node)
+    return lab, prefix, env
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
-    return _node_command(args, cmd)
+    from lab.engine.nodeexec import record
+
+    lab, enter, env = _node_target(args)
+    record(lab, args.node, cmd)
+    sys.stdout.flush()
+    os.execvpe(enter[0], enter + cmd, env)
+    return 127  # not reached
+
+
+HISTORY_FD = 63
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from lab.engine import lifecycle
+    """An interactive shell in the node; each command line typed is recorded.
 
-    lab = lifecycle.pick_lab(args.lab)
-    prompt = f"[{lab}:{args.node}] \\w\\$ "
-    args.lab = lab
-    return _node_command(args, ["env", f"PS1={prompt}", "bash", "--norc", "-i"])
+    bash writes its last history line to a pipe after every command (PROMPT_COMMAND);
+    this process stays outside the node, reads the pipe and records the lines.
+    """
+    import shlex
+    import signal
+
+    from lab.engine.nodeexec import record
+
+    lab, enter, env = _node_target(args)
+    env.update({"PS1": f"[{lab}:{args.node}] \\w\\$ ", "HISTFILE": "/dev/null",
+                "PROMPT_COMMAND": f"history 1 >&{HISTORY_FD} 2>/dev/null"})
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        os.dup2(write_fd, HISTORY_FD, inheritable=True)
+        os.execvpe(enter[0], enter + ["bash", "--norc", "-i"], env)
+    os.close(write_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the shell
+    with os.fdopen(read_fd, "r", errors="replace") as history:
+        last = None
+        for line in history:
+            parts = line.strip().split(None, 1)
+            if len(parts) == 2 and parts[0].isdigit() and parts[0] != last:
+                last = parts[0]
+                try:
+                    argv = shlex.split(parts[1])
+                except ValueError:
+                    argv = [parts[1]]
+                record(lab, args.node, argv)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -249,7 +284,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "up": cmd_up, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
-    "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault, "clean": cmd_clean, "validate": cmd_validate,
+    "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault,
+    "clean": cmd_clean, "validate": cmd_validate,
+    **exercise_cli.COMMANDS,
 }
 
 if __name__ == "__main__":

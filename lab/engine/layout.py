@@ -34,7 +34,7 @@ class NodeFiles:
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
 
-    def mount_commands(self, hide: Path, node_bin: Path) -> list[str]:
+    def mount_commands(self, hide: list[Path], node_bin: Path) -> list[str]:
         q = lambda p: shlex.quote(str(p))
         cmds = [
             "mount -t overlay lab-etc -o "
@@ -42,7 +42,8 @@ class NodeFiles:
         ]
         cmds += [f"mount --bind {q(self.path(d))} {d}" for d in PRIVATE_DIRS]
         cmds.append(f"mount --bind -o ro {q(node_bin)} {MOUNT_POINT}")
-        cmds.append(f"mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(hide)}")
+        for path in hide:
+            cmds.append(f"mkdir -p {q(path)} && mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(path)}")
         return cmds
 
 

@@ -20,6 +20,7 @@ from lab.model.topology import Topology, load_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
+SCENARIO_DIR = PROJECT_ROOT / "scenarios"
 UP_TIMEOUT = 60.0
 
 # command -> Debian package that provides it
@@ -47,18 +48,22 @@ def require_dependencies() -> None:
                        hint="`sudo make install` installs everything the lab needs")
 
 
-def resolve_topology(ref: str) -> Path:
-    """A topology by path, or by name from the project's topologies/ folder."""
+def resolve_file(ref: str, directory: Path, what: str) -> Path:
+    """A file by path, or by name from one of the project's folders."""
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") or os.sep in ref:
         if not path.is_file():
-            raise LabError(f"no topology file {ref}")
+            raise LabError(f"no {what} file {ref}")
         return path
-    candidate = TOPOLOGY_DIR / f"{ref}.yaml"
+    candidate = directory / f"{ref}.yaml"
     if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml")))
-        raise LabError(f"unknown topology '{ref}'", hint=f"known topologies: {known}")
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+        raise LabError(f"unknown {what} '{ref}'", hint=f"known {what}s: {known}")
     return candidate
+
+
+def resolve_topology(ref: str) -> Path:
+    return resolve_file(ref, TOPOLOGY_DIR, "topology")
 
 
 def is_running(lab: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lab.engine.layout import NodeFiles
 from lab.engine.procs import mntns_inode, netns_inode
-from lab.engine.state import NodeRecord, ProcRef, state_root
+from lab.engine.state import NodeRecord, ProcRef, results_root, state_root
 from lab.errors import LabError
 from lab.model.topology import Node, Topology
 
@@ -102,7 +102,7 @@ def setup_commands(node: Node, files: NodeFiles, node_bin: Path) -> list[str]:
         cmds.append(f"ip route replace default via {node.gateway}")
     for route in node.routes:
         cmds.append(f"ip route replace {route.to} via {route.via}")
-    cmds += files.mount_commands(hide=state_root(), node_bin=node_bin)
+    cmds += files.mount_commands(hide=[state_root(), results_root()], node_bin=node_bin)
     return cmds
 
 

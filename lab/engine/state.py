@@ -23,6 +23,11 @@ def state_root() -> Path:
     return Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 
 
+def results_root() -> Path:
+    """Where `lab score` keeps attempt records (they hold answer keys: hidden in nodes)."""
+    return Path(os.environ.get("LAB_RESULTS", "/var/lib/lab/results"))
+
+
 def lab_dir(lab: str) -> Path:
     return state_root() / lab
 

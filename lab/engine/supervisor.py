@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from lab.engine import control
@@ -34,6 +35,7 @@ class Supervisor:
         self.files = {n: NodeFiles(n, self.dir / "nodes" / n) for n in topo.nodes}
         self.network = None
         self.services = None
+        self.exercise = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -145,6 +147,44 @@ class Supervisor:
         if action not in ("start", "stop", "restart"):
             raise LabError(f"unknown service action '{action}'", hint="start, stop or restart")
         return f"{kind} on {node}: {action} done"
+
+    # --- the attempt ------------------------------------------------------------------
+    async def op_attempt_start(self, scenario: str, seed: int, faults: list[str],
+                               trainee: str) -> dict[str, Any]:
+        from lab.engine.exercise import Exercise
+
+        if self.exercise is not None:
+            raise LabError("an attempt is already running in this lab")
+        self.exercise = await Exercise.start(self.lab_context(), self.lab, Path(scenario), seed,
+                                             faults, trainee)
+        return self.exercise.ticket()
+
+    def _exercise(self):
+        if self.exercise is None:
+            raise LabError("no attempt is running in this lab",
+                           hint="start one with `lab start SCENARIO`")
+        return self.exercise
+
+    def op_record(self, node: str, argv: list[str]) -> None:
+        if self.exercise is not None:
+            self.exercise.record(node, argv)
+
+    def op_ticket(self) -> dict[str, Any]:
+        return self._exercise().ticket()
+
+    def op_hint(self) -> dict[str, Any]:
+        return self._exercise().hint()
+
+    def op_submit(self, cause: str, node: str) -> dict[str, Any]:
+        return self._exercise().submit(cause, node, set(self.topo.nodes))
+
+    async def op_score(self, results: str) -> dict[str, Any]:
+        from lab.probes import run_probes
+
+        exercise = self._exercise()
+        exercise._open()
+        probes = [r.to_dict() for r in await run_probes(self.services)]
+        return exercise.score(self.lab_context(), probes, Path(results))
 
     def op_down(self) -> str:
         self.stopping.set()

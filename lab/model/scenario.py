@@ -1,9 +1,9 @@
 """The scenario file: a topology, its faults, a trouble ticket, hints, what counts as right.
 
-Plain data. Fault names are checked against the fault catalog by the caller
+Plain data. The variant and overrides are checked by ``load_topology`` when the engine
+builds the lab. Fault names are checked against the fault catalog by the caller
 (``load_scenario(path, known_faults)`` or ``check_fault_names``) so that this model does
-not depend on the catalog; the overrides are checked by the engine when it merges them
-into the topology.
+not depend on the catalog.
 """
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ class Scenario(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=40)
     title: str = Field(min_length=1)
     topology: str = Field(pattern=NAME_PATTERN)
+    # a variant of the topology file (e.g. "inbound-to"), then ``overrides`` laid over it:
+    # both go to ``load_topology(path, variant, overrides)``, which validates them
+    variant: str | None = Field(None, pattern=NAME_PATTERN)
     overrides: dict[str, Any] = {}
     faults: list[FaultItem] = Field(min_length=1)
     ticket: str = Field(min_length=1)

@@ -1,0 +1,46 @@
+"""The one way into a node for a trainee or a playbook: record the command, then run it
+inside the node's namespaces (`lab exec`, `lab shell` and the playbook runner use this)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from lab.engine import control, lifecycle
+from lab.engine.state import OWNER_ENV
+from lab.errors import LabError
+
+
+def enter(lab: str, node: str) -> tuple[list[str], dict[str, str]]:
+    """The command prefix that enters the node, and the environment to run with."""
+    pid = lifecycle.node_pid(lab, node)
+    env = {**os.environ, OWNER_ENV: lab, "LAB_NODE": node}
+    return ["mnexec", "-a", str(pid)], env
+
+
+def record(lab: str, node: str, argv: list[str]) -> None:
+    """Tell the supervisor what was run (kept in the attempt's record)."""
+    try:
+        control.request(lab, "record", timeout=5, node=node, argv=argv)
+    except LabError:
+        pass  # recording must never stand in the way of the command
+
+
+def run(lab: str, node: str, argv: list[str], timeout: float = 10.0,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Record and run a command in a node; returns rc, stdout, stderr (text).
+
+    A command that outlives ``timeout`` is killed and reported with rc 124, like
+    timeout(1), so a playbook can tell "no answer" from a failure.
+    """
+    prefix, env = enter(lab, node)
+    record(lab, node, argv)
+    try:
+        return subprocess.run(prefix + argv, input=stdin, capture_output=True, text=True,
+                              env=env, timeout=timeout, check=False,
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        return subprocess.CompletedProcess(prefix + argv, 124, out, err + f"\n(timed out after {timeout:g} s)")
+    except FileNotFoundError as e:
+        raise LabError(f"cannot run in node {node}: {e}") from None

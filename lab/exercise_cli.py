@@ -1,0 +1,155 @@
+"""The trainee's commands: start, ticket, hint, causes, submit, score; and the listings."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+def add_parsers(sub, add_lab) -> None:
+    p = sub.add_parser("start", help="start an exercise: bring a lab up, break it, print the ticket")
+    p.add_argument("scenario", help="a name from scenarios/ or a path")
+    p.add_argument("--seed", type=int, default=None, help="draw faults with this seed")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="(instructors) apply this fault instead of drawing (repeatable)")
+    p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or os.environ.get("USER", ""))
+    add_lab(p)
+    for name, text in (("ticket", "show the trouble ticket again"),
+                       ("hint", "show the next hint (costs points)")):
+        p = sub.add_parser(name, help=text)
+        add_lab(p)
+    sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
+    sub.add_parser("faults", help="the fault catalog (instructors)")
+    sub.add_parser("scenarios", help="the scenarios")
+    p = sub.add_parser("submit", help="submit a diagnosis: lab submit CAUSE --node NODE")
+    p.add_argument("cause")
+    p.add_argument("--node", required=True)
+    add_lab(p)
+    p = sub.add_parser("score", help="end the attempt: probes, score, report")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--html", metavar="FILE")
+    p.add_argument("--results", metavar="DIR", help="where the attempt record goes")
+    add_lab(p)
+
+
+def _lab(args: argparse.Namespace) -> str:
+    from lab.engine import lifecycle
+
+    lifecycle.require_root()
+    return lifecycle.pick_lab(args.lab)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from lab.engine import control, lifecycle
+    from lab.faults import CATALOG
+    from lab.model.scenario import load_scenario
+
+    lifecycle.require_root()
+    path = lifecycle.resolve_file(args.scenario, lifecycle.SCENARIO_DIR, "scenario")
+    scenario = load_scenario(path, set(CATALOG))
+    for name in args.fault:
+        if name not in CATALOG:
+            raise LabError(f"unknown fault '{name}'", hint="`lab faults` lists them")
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
+    state = lifecycle.up(scenario.topology, args.lab or scenario.name,
+                         variant=scenario.variant, overrides=scenario.overrides or None)
+    try:
+        ticket = control.request(state.lab, "attempt_start", timeout=60,
+                                 scenario=str(path.resolve()), seed=seed, faults=args.fault,
+                                 trainee=args.trainee)
+    except LabError:
+        lifecycle.down(state.lab)
+        raise
+    print(f"lab {state.lab} is up; scenario {scenario.name} (seed {seed})\n")
+    print(render_ticket(ticket))
+    return 0
+
+
+def render_ticket(t: dict) -> str:
+    lines = [f"TICKET: {t['title']}", "", t["ticket"].strip(), "",
+             f"time limit {t['time_limit']} min (used {t['minutes_used']} min); "
+             f"{t['hints_left']} hints left (`lab hint`)",
+             "investigate with `lab shell NODE` / `lab exec NODE -- CMD`; "
+             "diagnose with `lab submit CAUSE --node NODE` (see `lab causes`); "
+             "finish with `lab score`"]
+    return "\n".join(lines)
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    from lab.engine import control
+
+    print(render_ticket(control.request(_lab(args), "ticket")))
+    return 0
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    from lab.engine import control
+
+    h = control.request(_lab(args), "hint")
+    print(f"hint {h['index']}/{h['of']} (-{h['cost']} points): {h['text']}")
+    return 0
+
+
+def cmd_causes(args: argparse.Namespace) -> int:
+    from lab.scoring.causes import render_causes
+
+    print(render_causes())
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    from lab.faults import CATALOG
+
+    for name, fault in sorted(CATALOG.items()):
+        params = ", ".join(f"{k}={v.default}" for k, v in fault.Params.model_fields.items())
+        print(f"{name:<28} {fault.family:<9} {fault.symptom}" + (f"  [{params}]" if params else ""))
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from lab.engine.lifecycle import SCENARIO_DIR
+    from lab.faults import CATALOG
+    from lab.model.scenario import load_scenarios
+
+    for name, sc in sorted(load_scenarios(SCENARIO_DIR, set(CATALOG)).items()):
+        print(f"{name:<28} {sc.time_limit:>3} min  {sc.title}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from lab.engine import control
+    from lab.scoring.causes import get_cause
+
+    get_cause(args.cause)
+    r = control.request(_lab(args), "submit", cause=args.cause, node=args.node)
+    verdict = {"right": "right", "partial": "partially right (cause or node)",
+               "wrong": "wrong"}[r["verdict"]]
+    print(f"diagnosis {args.cause} on {args.node}: {verdict}; "
+          f"{r['diagnosed']} of {r['faults']} faults diagnosed")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from lab.engine import control
+    from lab.engine.state import results_root
+
+    results = Path(args.results) if args.results else results_root()
+    results.mkdir(parents=True, exist_ok=True)
+    r = control.request(_lab(args), "score", timeout=120, results=str(results.resolve()))
+    if args.html:
+        Path(args.html).write_text(r["html"])
+    if args.json:
+        print(json.dumps(r["json"], indent=1))
+    else:
+        print(r["text"])
+        print(f"\nattempt record: {r['path']}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
+            "faults": cmd_faults, "scenarios": cmd_scenarios, "submit": cmd_submit,
+            "score": cmd_score}
