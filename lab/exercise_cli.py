@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ def add_parsers(sub, add_lab) -> None:
     p.add_argument("--seed", type=int, default=None, help="draw faults with this seed")
     p.add_argument("--fault", action="append", default=[], metavar="NAME",
                    help="(instructors) apply this fault instead of drawing (repeatable)")
-    p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or os.environ.get("USER", ""))
+    p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
     add_lab(p)
     for name, text in (("ticket", "show the trouble ticket again"),
                        ("hint", "show the next hint (costs points)")):
