@@ -10,6 +10,7 @@ from typing import Any
 
 from lab import exercise_cli
 from lab.errors import LabError
+from lab.playbooks import cli as playbook_cli
 
 
 def _add_lab(p: argparse.ArgumentParser) -> None:
@@ -53,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     _add_lab(p)
     p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
+    p.add_argument("--lab", metavar="NAME", help="only this lab")
     exercise_cli.add_parsers(sub, _add_lab)
+    playbook_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
     return parser
@@ -104,9 +107,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
             state = LabState.load(lab)
             alive = state.supervisor.alive()
             rows.append({"lab": lab, "topology": state.topology, "running": alive,
+                         "state": "running" if alive else "dead",
                          "created": state.created, "supervisor": state.supervisor.pid})
         except LabError:
-            rows.append({"lab": lab, "topology": "?", "running": False, "created": None,
+            starting = lifecycle.is_starting(lab)
+            rows.append({"lab": lab, "topology": "?", "running": False,
+                         "state": "starting" if starting else "dead", "created": None,
                          "supervisor": None})
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -116,7 +122,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     print(f"{'LAB':<24} {'TOPOLOGY':<16} {'STATE':<28} UP SINCE")
     for r in rows:
-        state = "running" if r["running"] else "dead (run `lab clean`)"
+        state = {"dead": "dead (run `lab clean`)"}.get(r["state"], r["state"])
         since = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r["created"] else "-"
         print(f"{r['lab']:<24} {r['topology']:<16} {state:<28} {since}")
     return 0
@@ -266,7 +272,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
-    cleaned = lifecycle.clean()
+    cleaned = lifecycle.clean(args.lab)
     if not cleaned:
         print("nothing to clean")
     for c in cleaned:
@@ -287,6 +293,7 @@ COMMANDS = {
     "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault,
     "clean": cmd_clean, "validate": cmd_validate,
     **exercise_cli.COMMANDS,
+    **playbook_cli.COMMANDS,
 }
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 _VENV_LAB = Path(sys.executable).with_name("lab")
 LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
+# appended to every lab name, so that two test sessions on one machine never collide
+SESSION = f"{os.getpid() & 0xffff:04x}"
 ROOT_REASON = "needs root: it builds labs in network namespaces"
 CLI_TIMEOUT = 90
 
@@ -93,14 +95,31 @@ def state_root() -> Path:
     return STATE_ROOT
 
 
+def session_name(name: str) -> str:
+    """A lab name made unique to this test session: ``t-build`` -> ``t-build-1a2b``."""
+    return f"{name}-{SESSION}"
+
+
+@pytest.fixture(scope="session")
+def unique_name():
+    """``unique_name(name)``: the session's own variant of a lab name."""
+    return session_name
+
+
 class Labs:
     """Starts labs for a test and takes every one of them down afterwards."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
 
+    def claim(self, name: str) -> str:
+        """The session's name for lab ``name``, torn down (if it exists) at the end."""
+        self.names.append(session_name(name))
+        return self.names[-1]
+
     def up(self, name: str, topology: str = "mail-dmz") -> str:
-        self.names.append(name)
+        """Start a lab; its real name (``name`` plus the session suffix)."""
+        name = self.claim(name)
         p = run_lab("up", topology, "--lab", name)
         assert p.returncode == 0, f"lab up {name} failed: {p.stderr}"
         return name
@@ -112,7 +131,10 @@ class Labs:
         for name in reversed(self.names):
             if (STATE_ROOT / name).exists():
                 self.down(name)
-        run_lab("clean")  # safety net: whatever a dead supervisor left
+        if any((STATE_ROOT / n).exists() for n in self.names):
+            # safety net, only when needed: `lab clean` also kills labs that other sessions
+            # are bringing up at this moment (see the engine notes in the report)
+            run_lab("clean")
         left = [n for n in self.names if (STATE_ROOT / n).exists()]
         self.names = []
         assert not left, f"labs left state behind: {left}"
@@ -135,7 +157,7 @@ def module_labs(require_root) -> Iterator[Labs]:
 
 
 def default_lab_name(nodeid: str) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "-", nodeid.rsplit("::", 1)[-1].lower()).strip("-")[:18]
+    stem = re.sub(r"[^a-z0-9]+", "-", nodeid.rsplit("::", 1)[-1].lower()).strip("-")[:14]
     digest = hashlib.sha1(nodeid.encode()).hexdigest()[:6]
     return f"t-{stem}-{digest}".replace("--", "-")
 
@@ -143,7 +165,7 @@ def default_lab_name(nodeid: str) -> str:
 @pytest.fixture
 def lab_up(request: pytest.FixtureRequest, labs: Labs) -> Iterator[str]:
     """A running mail-dmz lab for one test; yields its name (``@pytest.mark.lab_name(NAME)``
-    picks the name, else one is derived from the test id)."""
+    picks the name, else one is derived from the test id; the session suffix is added)."""
     marker = request.node.get_closest_marker("lab_name")
     name = marker.args[0] if marker else default_lab_name(request.node.nodeid)
     yield labs.up(name)

@@ -144,6 +144,6 @@ def test_private_dirs_are_private(run, directory):
 
 
 @pytest.mark.parametrize("node", ["fw", "mx", "ext-ws"])
-def test_lab_state_is_hidden(run, node):
+def test_lab_state_is_hidden(run, lab, node):
     assert checked(run(node, "ls", "-A", "/run/lab")) == ""
-    assert run(node, "test", "-e", f"/run/lab/{LAB}/state.json").returncode == 1
+    assert run(node, "test", "-e", f"/run/lab/{lab}/state.json").returncode == 1

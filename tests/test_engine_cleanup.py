@@ -63,15 +63,22 @@ def kill_supervisor(state: dict) -> None:
     assert wait_gone(sup["pid"], sup["start"])
 
 
-def namespace_holders(kind: str, inodes: set[int]) -> list[int]:
+def namespace_holders(kind: str, inodes: set[int], lab: str) -> list[int]:
+    """Processes living in one of these namespaces. Namespace inode numbers are reused
+    once a namespace is freed, so a process of another lab (labs may run beside the
+    suite) that got a recycled inode is not counted."""
     held = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if os.stat(f"/proc/{entry.name}/ns/{kind}").st_ino in inodes:
-                    held.append(int(entry.name))
+                if os.stat(f"/proc/{entry.name}/ns/{kind}").st_ino not in inodes:
+                    continue
+                env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
             except OSError:
-                pass
+                continue
+            markers = [e for e in env if e.startswith(b"LAB_INSTANCE=")]
+            if not markers or f"LAB_INSTANCE={lab}".encode() in markers:
+                held.append(int(entry.name))
     return held
 
 
@@ -93,9 +100,9 @@ def marked_processes(lab: str) -> list[int]:
 def torn_down(request, module_labs, lab_cli, lab_state, node_exec, host_view, state_root):
     """A lab brought up, given a background process, then torn down one way; what was
     recorded before and seen after."""
-    way, lab = request.param, LAB_FOR[request.param]
+    way = request.param
     before = host_view()
-    module_labs.up(lab)
+    lab = module_labs.up(LAB_FOR[way])
     orphan = background(node_exec, lab, "mx")
     state = lab_state(lab)
     if way == "down":
@@ -133,7 +140,7 @@ def test_background_process_stopped(torn_down):
 @pytest.mark.parametrize("kind", ["net", "mnt"])
 def test_no_namespace_left(torn_down, kind):
     inodes = {rec[f"{kind}ns"] for rec in torn_down["state"]["nodes"].values()}
-    assert namespace_holders(kind, inodes) == []
+    assert namespace_holders(kind, inodes, torn_down["lab"]) == []
 
 
 @pytest.mark.parametrize("what", ["links", "bridges"])
@@ -156,7 +163,7 @@ def test_ls_shows_killed_lab_as_dead(lab_up, lab_cli, lab_state):
     kill_supervisor(lab_state(lab_up))
     rows = {r["lab"]: r for r in json.loads(lab_cli("ls", "--json").stdout)}
     assert rows[lab_up]["running"] is False
-    line = [ln for ln in lab_cli("ls").stdout.splitlines() if ln.startswith(lab_up + " ")]
+    line = [ln for ln in lab_cli("ls").stdout.splitlines() if ln.split()[:1] == [lab_up]]
     assert len(line) == 1 and "dead" in line[0]
 
 
@@ -166,16 +173,9 @@ def test_clean_leaves_running_lab_alone(lab_up, lab_cli, node_exec):
     assert node_exec(lab_up, "admin", "true").returncode == 0
 
 
-UNMARKED_AFTER_KILL = (
-    "engine bug: after SIGKILL of the supervisor the node shells exit, so lab clean "
-    "(_confirmed_netns) trusts no recorded netns inode and finds processes only by the "
-    "LAB_INSTANCE marker; a node process without the marker survives and keeps the "
-    "node's network namespace alive")
-
-
 @pytest.mark.parametrize("way", [
     "down",
-    pytest.param("kill-clean", marks=pytest.mark.xfail(reason=UNMARKED_AFTER_KILL, strict=True)),
+    "kill-clean",
 ])
 def test_unmarked_node_process_is_stopped(way, labs, lab_cli, lab_state, node_exec, request):
     lab = labs.up(f"t-cl-unmarked-{way}")
@@ -188,4 +188,4 @@ def test_unmarked_node_process_is_stopped(way, labs, lab_cli, lab_state, node_ex
         kill_supervisor(state)
         assert lab_cli("clean").returncode == 0
     assert wait_gone(pid, start, timeout=1.0)
-    assert namespace_holders("net", {state["nodes"]["mx"]["netns"]}) == []
+    assert namespace_holders("net", {state["nodes"]["mx"]["netns"]}, lab) == []

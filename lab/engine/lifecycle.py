@@ -13,8 +13,16 @@ from pathlib import Path
 import yaml
 
 from lab.engine import control
-from lab.engine.procs import kill_owned, netns_inode
-from lab.engine.state import OWNER_ENV, LabState, check_lab_name, lab_dir, lab_names, state_root
+from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
+from lab.engine.state import (
+    OWNER_ENV,
+    LabState,
+    ProcRef,
+    check_lab_name,
+    lab_dir,
+    lab_names,
+    state_root,
+)
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
 
@@ -22,6 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
 SCENARIO_DIR = PROJECT_ROOT / "scenarios"
 UP_TIMEOUT = 60.0
+STARTING = "starting"  # `lab up`'s own PID and start time while the supervisor starts
 
 # command -> Debian package that provides it
 DEPENDENCIES = {
@@ -73,6 +82,17 @@ def is_running(lab: str) -> bool:
         return False
 
 
+def is_starting(lab: str) -> bool:
+    """`lab up` has claimed the name and is still alive, but nothing is recorded yet."""
+    if (lab_dir(lab) / "state.json").exists():
+        return False
+    try:
+        pid, start = (int(x) for x in (lab_dir(lab) / STARTING).read_text().split())
+    except (OSError, ValueError):
+        return False
+    return ProcRef(pid, start).alive()
+
+
 def running_labs() -> list[str]:
     return [lab for lab in lab_names() if is_running(lab)]
 
@@ -120,8 +140,10 @@ def _claim(lab: str) -> None:
     os.chmod(root, 0o700)
     try:
         lab_dir(lab).mkdir(mode=0o700)
+        me = ProcRef.of(os.getpid())
+        (lab_dir(lab) / STARTING).write_text(f"{me.pid} {me.start}\n")
     except FileExistsError:
-        if is_running(lab):
+        if is_running(lab) or is_starting(lab):
             raise LabError(f"lab '{lab}' is already running",
                            hint="pick another name with --lab NAME, or `lab down` it") from None
         raise LabError(f"lab '{lab}' left state behind (its supervisor died)",
@@ -201,15 +223,16 @@ def clean_one(lab: str, force: bool = False) -> Cleaned:
 
 
 def _confirmed_netns(lab: str, state: LabState | None) -> set[int]:
-    """The recorded namespaces still held by one of the lab's node shells.
+    """The recorded namespaces that still exist and are really the lab's.
 
-    After a crash a namespace inode number can be reused by another lab; only trust an
-    inode while the very process recorded for it is still alive.
+    After a crash a namespace inode number can be reused by another lab, so an inode is
+    only trusted when a process living in it shows the namespace cookie recorded for it.
     """
     if state is None:
         return set()
-    return {rec.netns for rec in state.nodes.values()
-            if rec.proc.alive() and netns_inode(rec.pid) == rec.netns}
+    recorded = {rec.netns: rec.cookie for rec in state.nodes.values() if rec.cookie}
+    return {ino for ino, pids in holders(set(recorded)).items()
+            if any(netns_cookie(pid) == recorded[ino] for pid in pids)}
 
 
 def _remove(lab: str, netns: set[int]) -> int:
@@ -223,10 +246,14 @@ def _remove(lab: str, netns: set[int]) -> int:
     return found
 
 
-def clean() -> list[Cleaned]:
-    """Clean every lab whose supervisor is gone."""
+def clean(lab: str | None = None) -> list[Cleaned]:
+    """Clean every lab (or the one named) whose supervisor is gone; labs still starting
+    are left alone."""
     require_root()
-    return [clean_one(lab) for lab in lab_names() if not is_running(lab)]
+    names = [check_lab_name(lab)] if lab else lab_names()
+    if lab and not lab_dir(lab).exists():
+        raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists labs")
+    return [clean_one(name) for name in names if not is_running(name) and not is_starting(name)]
 
 
 def node_pid(lab: str, node: str) -> int:

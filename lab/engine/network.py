@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.engine.layout import NodeFiles
-from lab.engine.procs import mntns_inode, netns_inode
+from lab.engine.procs import mntns_inode, netns_cookie, netns_inode
 from lab.engine.state import NodeRecord, ProcRef, results_root, state_root
 from lab.errors import LabError
 from lab.model.topology import Node, Topology
@@ -43,7 +43,8 @@ class LabNetwork:
             for name, node in group.items():
                 ref = ProcRef.of(node.pid)
                 out[name] = NodeRecord(ref.pid, ref.start, netns_inode(node.pid) or 0,
-                                       mntns_inode(node.pid) or 0, kind)
+                                       mntns_inode(node.pid) or 0, kind,
+                                       netns_cookie(node.pid) or 0)
         return out
 
 

@@ -14,7 +14,8 @@ def enter(lab: str, node: str) -> tuple[list[str], dict[str, str]]:
     """The command prefix that enters the node, and the environment to run with."""
     pid = lifecycle.node_pid(lab, node)
     env = {**os.environ, OWNER_ENV: lab, "LAB_NODE": node}
-    return ["mnexec", "-a", str(pid)], env
+    # env(1) reports a command it cannot find with 127, as a shell would (mnexec says 1)
+    return ["mnexec", "-a", str(pid), "env", "--"], env
 
 
 def record(lab: str, node: str, argv: list[str]) -> None:

@@ -28,6 +28,37 @@ def mntns_inode(pid: int) -> int | None:
         return None
 
 
+SO_NETNS_COOKIE = 71
+
+
+def netns_cookie(pid: int) -> int | None:
+    """The kernel's cookie of a process's network namespace: unlike the inode number it
+    is never reused while the machine runs, so it names one namespace for good."""
+    import socket
+    import struct
+
+    from lab.services.netns import in_netns
+
+    try:
+        with in_netns(f"/proc/{pid}/ns/net"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with sock:
+            return struct.unpack("Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except OSError:
+        return None
+
+
+def holders(netns: set[int]) -> dict[int, list[int]]:
+    """netns inode -> PIDs of the processes living in it, for the given inodes."""
+    found: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            ino = netns_inode(int(entry.name))
+            if ino in netns:
+                found.setdefault(ino, []).append(int(entry.name))
+    return found
+
+
 def _has_marker(pid: int, marker: bytes) -> bool:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes()

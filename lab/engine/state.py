@@ -80,6 +80,7 @@ class NodeRecord:
     netns: int
     mntns: int
     kind: str  # "host" or "switch"
+    cookie: int = 0  # the netns cookie: identifies the namespace even after a crash
 
     @property
     def proc(self) -> ProcRef:

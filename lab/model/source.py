@@ -112,13 +112,41 @@ def load_checked(
     try:
         obj = model.model_validate(data)
     except ValidationError as e:
-        raise FileError(path, problems_from(e, lines)) from None
-    checks = getattr(obj, "problems", None)
-    found = checks() if checks else []
+        rows = problems_from(e, lines)
+        rows += _cross_checks_of_the_rest(model, data, e, lines)
+        raise FileError(path, sorted(set(rows), key=lambda p: (p[0] or 0, p[1]))) from None
+    found = _cross_checks(obj)
     if found:
         rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
         raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
     return obj
+
+
+def _cross_checks(obj: BaseModel) -> list[tuple[Loc, str]]:
+    checks = getattr(obj, "problems", None)
+    return checks() if checks else []
+
+
+def _cross_checks_of_the_rest(model: type[M], data: dict, error: ValidationError,
+                              lines: dict[Loc, int]) -> list[tuple[int | None, str, str]]:
+    """So that a file's mistakes are all shown at once: drop the entries that failed
+    schema validation (``nodes.fw`` for an error anywhere inside fw), validate what is
+    left, and run the cross-field checks on it. Problems naming a dropped entry are left
+    out: they would only echo the schema errors."""
+    dropped: set[Loc] = {tuple(err["loc"][:2]) for err in error.errors() if len(err["loc"]) >= 2}
+    if not dropped:
+        return []
+    rest = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for top, key in dropped:
+        if isinstance(rest.get(top), dict):
+            rest[top].pop(key, None)
+    try:
+        obj = model.model_validate(rest)
+    except ValidationError:
+        return []
+    names = {f"'{key}'" for _, key in dropped}
+    return [(line_for(lines, loc), field_name(loc), msg) for loc, msg in _cross_checks(obj)
+            if not any(name in msg for name in names)]
 
 
 def deep_merge(base: Any, over: Any) -> Any:
