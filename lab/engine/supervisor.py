@@ -6,7 +6,11 @@ serves the control socket until `lab down` (or SIGTERM) and tears everything dow
 """
 from __future__ import annotations
 
-import asyncio
+import time
+
+_T0 = time.monotonic()
+
+import asyncio  # noqa: E402
 import json
 import os
 import shutil
@@ -45,16 +49,20 @@ class Supervisor:
         for name, node in self.topo.nodes.items():
             self.files[name].create(node)
         write_node_bin(self.dir / "bin")
+        started = time.monotonic()
         self.network = build(self.topo, self.files, self.dir / "bin")
         self.state.nodes = self.network.records()
         self.state.save()
+        print(f"network built in {time.monotonic() - started:.3f} s", flush=True)
 
     async def start_services(self) -> None:
         from lab.services.host import ServiceHost
 
+        started = time.monotonic()
         pids = {name: node.pid for name, node in self.network.hosts.items()}
         self.services = ServiceHost(self.topo, self.files, pids)
         await self.services.start()
+        print(f"services healthy in {time.monotonic() - started:.3f} s", flush=True)
 
     # --- control requests -------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -240,6 +248,7 @@ def _report(fd: int, message: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    print(f"supervisor started, imports took {time.monotonic() - _T0:.3f} s", flush=True)
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
     sup = None
