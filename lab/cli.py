@@ -206,6 +206,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     if pid == 0:
         os.close(read_fd)
         os.dup2(write_fd, HISTORY_FD, inheritable=True)
+        os.chdir("/root")  # not wherever `lab` was started (e.g. the project's tree)
         os.execvpe(enter[0], enter + ["bash", "--norc", "-i"], env)
     os.close(write_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the shell

@@ -27,8 +27,9 @@ VALID = """\
 name: inbound-bounces
 title: External senders get bounces
 topology: mail-dmz
+variant: inbound-to
 overrides:
-  fw: {firewall: {proxy: {mode: inbound-to}}}
+  nodes: {fw: {services: {firewall: {proxy: {mode: inbound-to}}}}}
 faults:
   - fault: dns-mx-missing
   - pick: 1
@@ -79,7 +80,9 @@ def write(tmp_path: Path, text: str, name: str = "inbound-bounces.yaml") -> Path
 def test_valid_scenario_loads(tmp_path: Path) -> None:
     sc = load_scenario(write(tmp_path, VALID), KNOWN)
     assert sc.name == "inbound-bounces"
-    assert sc.overrides == {"fw": {"firewall": {"proxy": {"mode": "inbound-to"}}}}
+    assert sc.variant == "inbound-to"
+    assert sc.overrides == {"nodes": {"fw": {"services": {"firewall": {"proxy": {
+        "mode": "inbound-to"}}}}}}
     assert [h.cost for h in sc.hints] == [5, 10]
     assert sc.faults[1].is_pool and sc.faults[1].pick == 1
     assert sc.accept.partial == {"nat-static-missing": ["fw-smtp-permit-missing"]}
@@ -104,8 +107,8 @@ def test_unknown_fault_names_name_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(FileError) as err:
         load_scenario(path, KNOWN - {"link-down", "fw-icmp-blocked"})
     assert err.value.problems == [
-        (12, "faults[1].from[2].fault", "unknown fault 'link-down' (see `lab faults`)"),
-        (26, "red_herrings[0].fault", "unknown fault 'fw-icmp-blocked' (see `lab faults`)"),
+        (13, "faults[1].from[2].fault", "unknown fault 'link-down' (see `lab faults`)"),
+        (27, "red_herrings[0].fault", "unknown fault 'fw-icmp-blocked' (see `lab faults`)"),
     ]
 
 
@@ -174,3 +177,12 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     with pytest.raises(FileError) as err:
         load_scenario(path)
     assert err.value.problems[0][0] == 3
+
+
+def test_variant_and_overrides_apply_to_the_reference_topology(tmp_path: Path) -> None:
+    from lab.model.topology import load_topology
+
+    sc = load_scenario(write(tmp_path, VALID))
+    topo_file = Path(__file__).parent.parent / "topologies" / f"{sc.topology}.yaml"
+    topo = load_topology(topo_file, sc.variant, sc.overrides)
+    assert topo.nodes["fw"].services["firewall"]["proxy"]["mode"] == "inbound-to"

@@ -218,7 +218,7 @@ def test_overtime_is_linear_and_capped(minutes: float, points: int) -> None:
 ])
 def test_dns_before_firewall(commands: list, points: int) -> None:
     report = score(make([MX_MISSING], commands=commands))
-    dns_first = [i for i in report.items if i.category == "investigation"][0]
+    dns_first = next(i for i in report.items if i.category == "investigation")
     assert "DNS" in dns_first.reason and dns_first.points == points
 
 

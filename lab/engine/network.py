@@ -76,6 +76,7 @@ def build(topo: Topology, files: dict[str, NodeFiles], node_bin: Path) -> LabNet
         scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name], node_bin))
                         for name, node in topo.nodes.items()})
         _run_checked_all(scripts)
+        _check_segments(topo, lab)
     except LabError:
         stop_shells(lab)
         raise
@@ -126,6 +127,31 @@ def _add_nodes(net, topo: Topology, lab: LabNetwork, host_cls, bridge_cls) -> No
     order = list(topo.segments) + list(topo.nodes)
     net.switches.sort(key=lambda n: order.index(n.name))
     net.hosts.sort(key=lambda n: order.index(n.name))
+
+
+def _check_segments(topo: Topology, lab: LabNetwork) -> None:
+    """Every node answers on every segment it is attached to: the first node of each
+    segment pings all the others at once. A lab is only "up" once its links carry
+    traffic, and the neighbour caches this fills spare the first real packet a wait."""
+    scripts = {}
+    for seg in topo.segments:
+        members = [(name, intf.address.ip) for name, node in topo.nodes.items()
+                   for intf in node.interfaces if intf.segment == seg]
+        if len(members) < 2:
+            continue
+        (first, _), peers = members[0], members[1:]
+        pings = " ".join(f"{{ ping -q -n -c1 -W1 {addr} || ping -q -n -c1 -W2 {addr}; }}"
+                         f" >/dev/null || echo NOANSWER {name};" for name, addr in peers)
+        scripts[lab.hosts[first]] = (first, seg, f"( {pings} ) 2>&1")
+    for node, (_first, _seg, script) in scripts.items():
+        node.sendCmd(script)
+    silent = []
+    for node, (first, seg, _script) in scripts.items():
+        out = node.waitOutput()
+        silent += [f"{line.split()[1]} (segment {seg}, pinged from {first})"
+                   for line in out.splitlines() if line.startswith("NOANSWER")]
+    if silent:
+        raise LabError("nodes do not answer on their segment: " + ", ".join(silent))
 
 
 def _run_checked_all(scripts: dict) -> None:

@@ -13,12 +13,14 @@ import re
 
 FILTER_TABLE = "table inet netguard"
 _COUNTER = re.compile(r"\s*counter packets \d+ bytes \d+")
+# logging changes what is recorded, not what is allowed: ignored when comparing rules
+_LOG = re.compile(r'\s*log (?:group \d+ )?(?:prefix "[^"]*" ?)?(?:group \d+)?')
 _CHAIN = re.compile(r"^\s*chain (\S+) \{")
 _POLICY = re.compile(r"policy (\w+);")
 
 
 def _normal(line: str) -> str:
-    return " ".join(_COUNTER.sub("", line).split())
+    return " ".join(_LOG.sub(" ", _COUNTER.sub("", line)).split())
 
 
 def _tables(ruleset: str) -> dict[str, dict[str, list[str]]]:

@@ -71,6 +71,7 @@ class _Entry:
     records: list[RR]  # for a negative entry: the SOA (or nothing)
     expires: float
     rcode: int = NOERROR  # negative entries: NXDOMAIN or NOERROR (NODATA)
+    glue: bool = False  # learnt from a referral: used to reach servers, never as an answer
 
 
 def _with_ttl(rr: RR, ttl: int) -> RR:
@@ -122,11 +123,14 @@ class DnsCache:
         self._negative.pop((key[0], None), None)
         self._store(records, force=True)
 
-    def put(self, records: Sequence[RR]) -> None:
-        """Cache record sets (grouped by owner and type; each set lives for its lowest TTL)."""
-        self._store(records)
+    def put(self, records: Sequence[RR], glue: bool = False) -> None:
+        """Cache record sets (grouped by owner and type; each set lives for its lowest TTL).
 
-    def _store(self, records: Sequence[RR], force: bool = False) -> None:
+        ``glue`` records (addresses from a referral) help reach name servers but are not
+        served as answers (RFC 2181 5.4.1), and never replace authoritative data."""
+        self._store(records, glue=glue)
+
+    def _store(self, records: Sequence[RR], force: bool = False, glue: bool = False) -> None:
         groups: dict[tuple[DNSLabel, int], list[RR]] = {}
         for rr in records:
             if rr.rtype == QTYPE.OPT:
@@ -137,7 +141,10 @@ class DnsCache:
             ttl = min(rr.ttl for rr in rrs)
             if ttl <= 0 and not force:
                 continue
-            self._positive[key] = _Entry(rrs, now + ttl)
+            old = self._positive.get(key)
+            if glue and old is not None and not old.glue and old.expires > now:
+                continue
+            self._positive[key] = _Entry(rrs, now + ttl, glue=glue)
             self._negative.pop((key[0], None), None)
             self._negative.pop(key, None)
         self._trim()
@@ -152,11 +159,13 @@ class DnsCache:
         self._negative[(name, qtype)] = _Entry([soa], self.clock() + ttl, rcode)
         self._trim()
 
-    def get(self, name: DNSLabel | str, qtype: int) -> list[RR] | None:
-        """The cached record set with remaining TTLs, or None."""
+    def get(self, name: DNSLabel | str, qtype: int, answers_only: bool = False
+            ) -> list[RR] | None:
+        """The cached record set with remaining TTLs, or None (with ``answers_only``, glue
+        does not count)."""
         key = (DNSLabel(name), qtype)
         entry = self._positive.get(key)
-        if entry is None:
+        if entry is None or (answers_only and entry.glue):
             return None
         remaining = entry.expires - self.clock()
         if remaining <= 0:
@@ -178,11 +187,11 @@ class DnsCache:
             return Step("negative", rcode=NXDOMAIN, soa=self._neg_soa(nx))
         if qtype == QTYPE.ANY:
             return None
-        rrs = self.get(name, qtype)
+        rrs = self.get(name, qtype, answers_only=True)
         if rrs:
             return Step("answer", rrs)
         if qtype != QTYPE.CNAME:
-            cname = self.get(name, QTYPE.CNAME)
+            cname = self.get(name, QTYPE.CNAME, answers_only=True)
             if cname:
                 return Step("cname", cname[:1])
         nodata = self._get_negative((name, qtype))
@@ -350,6 +359,19 @@ class Resolver:
 
     async def _ask(self, zone: DNSLabel, servers: list[tuple[DNSLabel, list[str]]],
                    qname: DNSLabel, qtype: int, depth: int, busy: frozenset) -> Step:
+        silent: list[str] = []
+        step = await self._ask_each(zone, servers, qname, qtype, depth, busy, silent)
+        for addr in silent:  # a lost packet is not a dead server: one more try each
+            response = await self.query(addr, qname, qtype)
+            if response is not None:
+                step = self._classify(response, zone, qname, qtype)
+                if step.kind != "lame":
+                    return step
+        return step
+
+    async def _ask_each(self, zone: DNSLabel, servers: list[tuple[DNSLabel, list[str]]],
+                        qname: DNSLabel, qtype: int, depth: int, busy: frozenset,
+                        silent: list[str]) -> Step:
         tried: set[str] = set()
         for nsname, addrs in servers:
             if not addrs:  # glueless: find the server's address first
@@ -364,6 +386,7 @@ class Resolver:
                 tried.add(addr)
                 response = await self.query(addr, qname, qtype)
                 if response is None:
+                    silent.append(addr)
                     continue
                 step = self._classify(response, zone, qname, qtype)
                 if step.kind != "lame":
@@ -411,7 +434,7 @@ class Resolver:
                     glue = [rr for rr in response.ar if rr.rtype == QTYPE.A
                             and rr.rname in targets and _in_bailiwick(rr.rname, zone)]
                     self.cache.put(ns)
-                    self.cache.put(glue)
+                    self.cache.put(glue, glue=True)
                     servers = [(rr.rdata.label,
                                 [str(g.rdata) for g in glue if g.rname == rr.rdata.label])
                                for rr in ns]
@@ -545,6 +568,7 @@ class DnsService(Service):
     async def start(self) -> None:
         if not self.node.addresses:
             raise LabError(f"dns on {self.node.name}: the node has no address to listen on")
+        self.cache.flush()  # a (re)started resolver begins with an empty cache
         try:
             for name, zone in self.config.zones.items():
                 self._install_zone(name, render_zone(name, zone.ttl, zone.records))
@@ -632,10 +656,15 @@ class DnsService(Service):
             pass  # a log we cannot write must not take DNS down
 
     def _install_zone(self, name: str, text: str) -> None:
+        """Write the zone file the first time; a restart loads the file as it is now
+        (with a trainee's edits or a fault's changes), like a real name server."""
         node_path = f"/etc/bind/{zone_file_name(name)}"
         path = self.node.path(node_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if path.exists():
+            text = path.read_text()
+        else:
+            path.write_text(text)
         try:
             data = load_zone(name, text)
         except ZoneError as e:

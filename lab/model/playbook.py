@@ -1,0 +1,296 @@
+"""The playbook file: ordered diagnostic steps that extract facts, and conclusions that map
+conditions on those facts to a cause from the cause list and a node.
+
+Plain data. Facts referenced by conditions are checked against what earlier steps can
+produce, cause ids against lab/scoring/causes.py and node names against the playbook's
+topology, so that a broken playbook fails with file, line and field before any lab starts.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lab.model.source import Loc, load_checked
+from lab.scoring.causes import CAUSE_IDS
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+STEP_PATTERN = r"^[a-z][a-z0-9_-]*$"
+FACT_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)?$"
+
+# what each built-in probe reports, as `<step id>.<field>` (see lab/playbooks/probe.py)
+PROBE_FIELDS: dict[str, tuple[str, ...]] = {
+    "dns": ("status", "rcode", "aa", "answers", "count", "ttl", "ns", "glue", "error"),
+    "tcp": ("result", "error"),
+    "smtp": ("result", "stage", "banner", "helo", "mail", "rcpt", "data", "body", "last",
+             "reply"),
+    "ping": ("sent", "received", "loss"),
+}
+ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "hook")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- conditions -------------------------------------------------------------------------
+
+
+class Condition(Strict):
+    """One test on facts: a leaf (``fact`` plus one test) or a combination
+    (``all``, ``any``, ``not``). One model rather than a union so that errors point at the
+    condition's own fields."""
+
+    fact: str | None = Field(None, pattern=FACT_PATTERN)
+    equals: str | int | bool | None = None
+    matches: str | None = None
+    in_: list[str | int] | None = Field(None, alias="in", min_length=1)
+    exists: bool | None = None
+    lt: float | None = None
+    gt: float | None = None
+    all_: list[Condition] | None = Field(None, alias="all", min_length=1)
+    any_: list[Condition] | None = Field(None, alias="any", min_length=1)
+    not_: Condition | None = Field(None, alias="not")
+
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Condition:
+        tests = [k for k in ("equals", "matches", "in_", "exists", "lt", "gt")
+                 if getattr(self, k) is not None]
+        combos = [k for k in ("all_", "any_", "not_") if getattr(self, k) is not None]
+        if self.fact is not None:
+            if combos:
+                raise ValueError("a condition is either a test on a fact or all/any/not, "
+                                 "not both")
+            if len(tests) != 1:
+                raise ValueError("a test on a fact needs exactly one of equals, matches, in, "
+                                 "exists, lt, gt")
+        else:
+            if tests:
+                raise ValueError(f"'{tests[0].rstrip('_')}' needs 'fact'")
+            if len(combos) != 1:
+                raise ValueError("a condition needs 'fact' with a test, or exactly one of "
+                                 "all, any, not")
+        return self
+
+    def facts(self, loc: Loc) -> list[tuple[Loc, str]]:
+        """Every fact name this condition reads, with its location."""
+        from lab.playbooks.conditions import references
+
+        if self.fact is not None:
+            out = [((*loc, "fact"), self.fact)]
+            for key, alias in (("equals", "equals"), ("matches", "matches"), ("in_", "in")):
+                out += [((*loc, alias), r) for r in references(getattr(self, key))]
+            return out
+        out: list[tuple[Loc, str]] = []
+        for key in ("all", "any"):
+            for i, sub in enumerate(getattr(self, key + "_") or []):
+                out += sub.facts((*loc, key, i))
+        if self.not_ is not None:
+            out += self.not_.facts((*loc, "not"))
+        return out
+
+
+# --- steps ------------------------------------------------------------------------------
+
+
+class FactSpec(Strict):
+    """A fact taken from a step's output by a regular expression."""
+
+    regex: str
+    group: int | str = 1
+    from_: Literal["stdout", "stderr"] = Field("stdout", alias="from")
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _group(self) -> FactSpec:
+        pattern = re.compile(self.regex)
+        if isinstance(self.group, int) and self.group > pattern.groups:
+            raise ValueError(f"group {self.group} does not exist: the regex has "
+                             f"{pattern.groups} group(s)")
+        if isinstance(self.group, str) and self.group not in pattern.groupindex:
+            raise ValueError(f"the regex has no group named '{self.group}'")
+        return self
+
+
+class DnsProbe(Strict):
+    server: str | None = None  # None: the node's own resolver (its /etc/resolv.conf)
+    name: str
+    type: str = "A"
+    recurse: bool = True
+
+
+class TcpProbe(Strict):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class SmtpProbe(Strict):
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    helo: str = "probe.example"
+    mail_from: str = "probe@example.com"
+    rcpt_to: str
+    data: bool = False
+
+
+class PingProbe(Strict):
+    host: str
+    count: int = Field(3, ge=1, le=50)
+    interval: float = Field(0.05, ge=0.01, le=2)
+
+
+class Step(Strict):
+    id: str = Field(pattern=STEP_PATTERN)
+    node: str
+    description: str = ""
+    timeout: float = Field(10.0, gt=0, le=300)
+    when: Condition | None = None
+    skip_when: Condition | None = None
+    run: list[str] | None = Field(None, min_length=1)
+    stdin: str | None = None
+    dns: DnsProbe | None = None
+    tcp: TcpProbe | None = None
+    smtp: SmtpProbe | None = None
+    ping: PingProbe | None = None
+    hook: str | None = None
+    args: dict[str, Any] = {}
+    facts: dict[str, FactSpec] = {}
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        actions = [a for a in ACTIONS if getattr(self, a) is not None]
+        if len(actions) != 1:
+            found = ", ".join(actions) if actions else "none"
+            raise ValueError(f"a step needs exactly one action of {', '.join(ACTIONS)} "
+                             f"(found: {found})")
+        if self.args and self.hook is None:
+            raise ValueError("'args' is only for a 'hook' step")
+        if self.stdin is not None and self.run is None:
+            raise ValueError("'stdin' is only for a 'run' step")
+        return self
+
+    def references(self, loc: Loc) -> list[tuple[Loc, str]]:
+        """The ``${fact}`` references of the step's action, with their locations."""
+        from lab.playbooks.conditions import references
+
+        value = getattr(self, self.action)
+        data = value.model_dump() if isinstance(value, BaseModel) else value
+        out = [((*loc, self.action), r) for r in references(data)]
+        out += [((*loc, "args"), r) for r in references(self.args)]
+        return out
+
+    @property
+    def action(self) -> str:
+        return next(a for a in ACTIONS if getattr(self, a) is not None)
+
+    def produces(self) -> set[str]:
+        """Fact names this step can set (hook fields are open: ``<id>.*``)."""
+        out = {f"{self.id}.rc", f"{self.id}.output"} | set(self.facts)
+        out |= {f"{self.id}.{f}" for f in PROBE_FIELDS.get(self.action, ())}
+        return out
+
+
+class Conclusion(Strict):
+    when: Condition
+    cause: str
+    node: str
+    because: str = ""
+
+
+class Playbook(Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=40)
+    description: str = ""
+    topology: str = Field("mail-dmz", pattern=NAME_PATTERN)
+    hooks: list[str] = []
+    steps: list[Step] = Field(min_length=1)
+    conclusions: list[Conclusion] = Field(min_length=1)
+
+    def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
+        """Checks across fields: unique step ids and fact names, conditions reading only
+        facts of earlier steps, known causes, and (given ``nodes``) known nodes."""
+        found: list[tuple[Loc, str]] = []
+        known: set[str] = set()
+        hook_steps: set[str] = set()
+        for i, step in enumerate(self.steps):
+            loc: Loc = ("steps", i)
+            if any(s.id == step.id for s in self.steps[:i]):
+                found.append(((*loc, "id"), f"step id '{step.id}' is used twice"))
+            for name in step.facts:
+                if name in known:
+                    found.append(((*loc, "facts", name), f"fact '{name}' is set twice"))
+            if nodes is not None and step.node not in nodes:
+                found.append(((*loc, "node"), _unknown_node(step.node, nodes)))
+            for key in ("when", "skip_when"):
+                cond = getattr(step, key)
+                if cond is not None:
+                    found += _unknown_facts(cond.facts((*loc, key)), known, hook_steps)
+            found += _unknown_facts(step.references(loc), known, hook_steps)
+            known |= step.produces()
+            if step.hook is not None:
+                hook_steps.add(step.id)
+        for i, c in enumerate(self.conclusions):
+            loc = ("conclusions", i)
+            if c.cause not in CAUSE_IDS:
+                found.append(((*loc, "cause"), f"unknown cause '{c.cause}' (see `lab causes`)"))
+            if nodes is not None and c.node not in nodes:
+                found.append(((*loc, "node"), _unknown_node(c.node, nodes)))
+            found += _unknown_facts(c.when.facts((*loc, "when")), known, hook_steps)
+        return found
+
+
+def _unknown_node(node: str, nodes: set[str]) -> str:
+    return f"unknown node '{node}' (nodes: {', '.join(sorted(nodes))})"
+
+
+def _unknown_facts(refs: list[tuple[Loc, str]], known: set[str], hook_steps: set[str]
+                   ) -> list[tuple[Loc, str]]:
+    out = []
+    for loc, name in refs:
+        if name in known or name.partition(".")[0] in hook_steps:
+            continue
+        out.append((loc, f"unknown fact '{name}': no earlier step sets it"))
+    return out
+
+
+def topology_nodes(topology: str) -> set[str] | None:
+    """The node names of a project topology, or None when it cannot be read."""
+    from lab.engine.lifecycle import TOPOLOGY_DIR
+
+    path = TOPOLOGY_DIR / f"{topology}.yaml"
+    if not path.is_file():
+        return None
+    from lab.model.topology import load_topology
+
+    return set(load_topology(path).nodes)
+
+
+class _Checked(Playbook):
+    """The playbook with node names checked against its topology (for load_checked)."""
+
+    def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
+        return super().problems(topology_nodes(self.topology))
+
+
+def load_playbook(path: Path) -> Playbook:
+    """A validated playbook, or a FileError listing every problem with line and field."""
+    return load_checked(path, _Checked)

@@ -1,0 +1,1 @@
+"""The playbook runner: playbooks as automated trainees, and the regression matrix."""

@@ -1,0 +1,128 @@
+"""`lab playbook run|explain|validate`: playbooks as automated trainees, and the matrix."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+def add_parsers(sub, add_lab) -> None:
+    p = sub.add_parser("playbook", help="run troubleshooting playbooks against scenarios")
+    psub = p.add_subparsers(dest="playbook_command", required=True, metavar="ACTION")
+    r = psub.add_parser("run", help="the regression matrix: playbooks x scenarios x seeds")
+    r.add_argument("playbooks", nargs="+", metavar="PLAYBOOK", help="a name from playbooks/ or a path")
+    r.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                   help="a scenario name or path (repeatable)")
+    r.add_argument("--all", action="store_true", help="every scenario in scenarios/")
+    r.add_argument("--seed", action="append", type=int, default=[], metavar="N",
+                   help="draw faults with this seed (repeatable; default 0)")
+    r.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="labs at once (default 2)")
+    r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    r.add_argument("--json", metavar="FILE", help="write every run's evidence as JSON here")
+    r.add_argument("--results", metavar="DIR", help="where the attempt records go")
+    e = psub.add_parser("explain", help="run one playbook on one scenario, step by step")
+    e.add_argument("playbook")
+    e.add_argument("--scenario", required=True, metavar="NAME")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--results", metavar="DIR")
+    v = psub.add_parser("validate", help="check playbook files without running anything")
+    v.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
+
+
+def _scenarios(args: argparse.Namespace, names: set[str]) -> list:
+    from lab.engine.lifecycle import SCENARIO_DIR
+    from lab.playbooks.attempt import load
+
+    refs = list(args.scenario)
+    if args.all:
+        refs += [p.stem for p in sorted(SCENARIO_DIR.glob("*.yaml"))]
+    loaded = [load(ref) for ref in dict.fromkeys(refs)]
+    if not refs:
+        loaded = [load(p.stem) for p in sorted(SCENARIO_DIR.glob("*.yaml"))]
+        loaded = [(p, s) for p, s in loaded if names & set(s.expect_playbooks)]
+        if not loaded:
+            raise LabError("no scenario expects these playbooks",
+                           hint="name scenarios with --scenario NAME, or use --all")
+    return loaded
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+    from lab.playbooks import render
+    from lab.playbooks.matrix import DEFAULT_JOBS, Matrix, load_playbook_ref, plan
+
+    lifecycle.require_root()
+    playbooks = [load_playbook_ref(ref)[1] for ref in args.playbooks]
+    scenarios = _scenarios(args, {pb.name for pb in playbooks})
+    jobs = plan(playbooks, scenarios, args.seed or [0])
+    lock = threading.Lock()
+    done = [0]
+
+    def on_event(kind, job, data) -> None:
+        with lock:
+            if kind == "start":
+                print(f"  start {job.playbook.name} x {job.scenario.name} seed {job.seed} "
+                      f"in lab {data}", file=sys.stderr, flush=True)
+            elif kind == "done":
+                done[0] += 1
+                print(render.progress_line(data, done[0], len(jobs)), file=sys.stderr, flush=True)
+
+    print(f"{len(jobs)} runs, {args.jobs or DEFAULT_JOBS} at once", file=sys.stderr, flush=True)
+    results = Path(args.results) if args.results else None
+    outcomes = Matrix(jobs, args.jobs or DEFAULT_JOBS, results, on_event).run()
+    print(render.render_matrix(outcomes))
+    print(render.render_accuracy(outcomes))
+    misses = render.render_misses(outcomes)
+    if misses:
+        print(misses)
+    if args.junit:
+        Path(args.junit).write_text(render.render_junit(outcomes))
+    if args.json:
+        Path(args.json).write_text(json.dumps([o.to_dict() for o in outcomes], indent=1))
+    if any(o.verdict == "error" for o in outcomes):
+        return 2
+    return 1 if any(o.missed for o in outcomes) else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import os
+
+    from lab.engine import lifecycle
+    from lab.playbooks import render
+    from lab.playbooks.attempt import attempt_lab, load
+    from lab.playbooks.matrix import load_playbook_ref
+    from lab.playbooks.runner import run_playbook
+
+    lifecycle.require_root()
+    _, playbook = load_playbook_ref(args.playbook)
+    path, scenario = load(args.scenario)
+    lab = f"pb-{os.getpid()}-x"
+    results = Path(args.results) if args.results else None
+    with attempt_lab(path, scenario, lab, args.seed):
+        print(f"lab {lab}: scenario {scenario.name} (seed {args.seed}), playbook "
+              f"{playbook.name}", file=sys.stderr, flush=True)
+        result = run_playbook(lab, playbook, results)
+    print(render.render_result(result), end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from lab.playbooks.matrix import load_playbook_ref
+
+    for ref in args.playbooks:
+        path, pb = load_playbook_ref(ref)
+        print(f"{path}: ok ({len(pb.steps)} steps, {len(pb.conclusions)} conclusions)")
+    return 0
+
+
+def cmd_playbook(args: argparse.Namespace) -> int:
+    return {"run": cmd_run, "explain": cmd_explain,
+            "validate": cmd_validate}[args.playbook_command](args)
+
+
+COMMANDS = {"playbook": cmd_playbook}

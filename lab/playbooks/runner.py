@@ -1,0 +1,149 @@
+"""Running a playbook in a lab as an automated trainee: each step through the trainee's exec
+path (lab.engine.nodeexec.run, recorded in the attempt), facts from the outputs, the first
+matching conclusion submitted and the attempt scored by the same supervisor ops as
+`lab submit` and `lab score`."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.engine import control, nodeexec
+from lab.errors import LabError
+from lab.model.playbook import Playbook, Step
+from lab.playbooks import conditions
+from lab.playbooks.hooks import HookContext, get_hook, load_hook_modules, parse_probe, probe_argv
+
+PROBE_SLACK = 5.0  # the interpreter's start inside the node, on top of the probe's own time
+PROBE_WAIT = 3.0  # how long a probe waits for an answer unless the step sets a timeout
+
+
+@dataclass
+class StepResult:
+    id: str
+    node: str
+    action: str
+    commands: list[list[str]] = field(default_factory=list)
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""  # why the step did not run
+    seconds: float = 0.0
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    lab: str
+    steps: list[StepResult] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    conclusion: dict[str, Any] | None = None  # {index, cause, node, because}
+    submission: dict[str, Any] | None = None  # the supervisor's verdict on the submission
+    score: dict[str, Any] | None = None  # the score report (JSON form)
+    score_text: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _skip_reason(step: Step, facts: conditions.Facts) -> str:
+    missing = [name for _, name in step.references(()) if name not in facts]
+    if missing:
+        return f"fact {missing[0]} is missing (needed by the step)"
+    if step.when is not None and not conditions.holds(step.when, facts):
+        return f"when {conditions.describe(step.when)} does not hold"
+    if step.skip_when is not None and conditions.holds(step.skip_when, facts):
+        return f"skip_when {conditions.describe(step.skip_when)} holds"
+    return ""
+
+
+def _flatten(step_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{step_id}.{k}": v for k, v in values.items()
+            if isinstance(v, (str, int, float, bool))}
+
+
+def probe_args(step: Step) -> dict[str, Any]:
+    """A probe's arguments; its own wait is the step's timeout when set, else PROBE_WAIT."""
+    args = getattr(step, step.action).model_dump()
+    args["timeout"] = step.timeout if "timeout" in step.model_fields_set else PROBE_WAIT
+    return args
+
+
+def run_step(lab: str, step: Step, facts: conditions.Facts | None = None) -> StepResult:
+    """Run one step in its node (``${fact}`` references filled in from ``facts``); its rc,
+    output and facts."""
+    facts = facts or {}
+    res = StepResult(step.id, step.node, step.action)
+    started = time.monotonic()
+    if step.action == "hook":
+        assert step.hook is not None
+        ctx = HookContext(lab, step.node, step.timeout)
+        out = get_hook(step.hook)(ctx, **conditions.interpolate(step.args, facts))
+        res.commands, res.rc, res.stdout = ctx.commands, out.rc, out.output
+        res.facts = _flatten(step.id, out.facts)
+    elif step.action == "run":
+        assert step.run is not None
+        argv = conditions.interpolate(list(step.run), facts)
+        res.commands = [argv]
+        p = nodeexec.run(lab, step.node, argv, step.timeout, step.stdin)
+        res.rc, res.stdout, res.stderr = p.returncode, p.stdout, p.stderr
+    else:
+        argv = probe_argv(step.action, conditions.interpolate(probe_args(step), facts))
+        res.commands = [argv]
+        p = nodeexec.run(lab, step.node, argv, step.timeout + PROBE_SLACK)
+        res.rc, res.stdout, res.stderr = p.returncode, p.stdout, p.stderr
+        res.facts = _flatten(step.id, parse_probe(p.stdout, p.returncode, p.stderr))
+    res.facts[f"{step.id}.rc"] = res.rc
+    for name, spec in step.facts.items():
+        text = res.stderr if spec.from_ == "stderr" else res.stdout
+        value = conditions.extract(spec.regex, spec.group, text)
+        if value is not None:
+            res.facts[name] = value
+    res.seconds = round(time.monotonic() - started, 3)
+    return res
+
+
+def investigate(lab: str, playbook: Playbook,
+                on_step: Callable[[StepResult], None] | None = None) -> PlaybookResult:
+    """Run the steps (skipping those whose conditions say so) and pick the conclusion."""
+    load_hook_modules(playbook.hooks)
+    started = time.monotonic()
+    result = PlaybookResult(playbook.name, lab)
+    for step in playbook.steps:
+        reason = _skip_reason(step, result.facts)
+        res = StepResult(step.id, step.node, step.action, skipped=reason) if reason \
+            else run_step(lab, step, result.facts)
+        result.facts.update(res.facts)
+        result.steps.append(res)
+        if on_step is not None:
+            on_step(res)
+    found = conditions.conclude(list(playbook.conclusions), result.facts)
+    if found is not None:
+        index, c = found
+        result.conclusion = {"index": index, "cause": c.cause, "node": c.node,
+                             "because": c.because}
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def run_playbook(lab: str, playbook: Playbook, results: Path | None = None,
+                 on_step: Callable[[StepResult], None] | None = None) -> PlaybookResult:
+    """Investigate, submit the conclusion (none: nothing is submitted) and score the
+    attempt, exactly as `lab submit` and `lab score` do for a trainee."""
+    from lab.engine.state import results_root
+
+    result = investigate(lab, playbook, on_step)
+    if result.conclusion is not None:
+        result.submission = control.request(lab, "submit", cause=result.conclusion["cause"],
+                                            node=result.conclusion["node"])
+    directory = results or results_root()
+    directory.mkdir(parents=True, exist_ok=True)
+    scored = control.request(lab, "score", timeout=120, results=str(directory.resolve()))
+    if not isinstance(scored, dict) or "json" not in scored:
+        raise LabError(f"lab {lab}: the score came back without a report")
+    result.score, result.score_text = scored["json"], scored["text"]
+    return result

@@ -1,0 +1,330 @@
+"""One attempt driven through the `lab` CLI as a trainee would drive it.
+
+`lab start` prints the ticket; `lab ticket`, `lab causes`; investigation with `lab exec`
+and with `lab shell` typed into through a pseudo-terminal; `lab hint`; a wrong and a
+right `lab submit`; a repair with ordinary tools (nft on fw, sed on a zone file);
+`lab verify`; `lab score --json --html --results`; and what must be refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import LAB_CMD, PROJECT_ROOT, run_lab
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+SMTP_PERMIT = ['ct', 'original', 'ip', 'daddr', '203.0.113.25', 'tcp', 'dport', '25', 'ct',
+               'state', 'new', 'log', 'prefix', '"P smtp-in"', 'group', '1', 'accept']
+
+
+def ok(*args: str, **kw) -> subprocess.CompletedProcess:
+    p = run_lab(*args, **kw)
+    assert p.returncode == 0, f"lab {' '.join(args)}: rc={p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+def one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
+    """A refusal: non-zero exit, one `lab: error:` line naming the problem, one hint line,
+    no traceback."""
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("lab: error: "), p.stderr
+    assert len(lines) == 2 and lines[1].startswith("hint: "), p.stderr
+    assert "Traceback" not in p.stderr
+    for word in words:
+        assert word in lines[0], p.stderr
+
+
+def shell_session(lab: str, node: str, lines: list[str], timeout: float = 30) -> str:
+    """Type ``lines`` into `lab shell NODE` through a pty, then `exit`; the transcript."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(PROJECT_ROOT)
+        os.execvp(LAB_CMD[0], [*LAB_CMD, "shell", "--lab", lab, node])
+    out = b""
+    deadline = time.monotonic() + timeout
+    prompt = f"[{lab}:{node}]".encode()
+
+    def pump(done) -> bool:
+        """Read until ``done(out)`` or the child closes the terminal or time runs out."""
+        nonlocal out
+        while not done(out) and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the shell has gone
+                    return False
+                if not chunk:
+                    return False
+                out += chunk
+        return done(out)
+
+    assert pump(lambda o: prompt in o), out
+    for line in [*lines, "exit"]:
+        seen = out.count(prompt)
+        os.write(fd, line.encode() + b"\n")
+        if line != "exit":
+            assert pump(lambda o, n=seen: o.count(prompt) > n), out
+    pump(lambda o: False)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+class _Checker(HTMLParser):
+    VOID = {"meta", "br", "hr", "img", "link", "input", "col", "area", "base", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.seen: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.seen.add(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def well_formed(html: str) -> _Checker:
+    c = _Checker()
+    c.feed(html)
+    c.close()
+    assert not c.errors and not c.stack, (c.errors, c.stack)
+    return c
+
+
+def items(report: dict, category: str) -> list[dict]:
+    return [i for i in report["items"] if i["category"] == category]
+
+
+# --- the full attempt ----------------------------------------------------------------------
+
+def test_full_attempt(labs, tmp_path):
+    lab = labs.claim("att-full")
+    results = tmp_path / "results"
+
+    p = ok("start", "ping-red-herring", "--seed", "1", "--lab", lab, "--trainee", "ann")
+    assert "TICKET: Mail server unreachable from outside?" in p.stdout
+    assert "cannot even ping mail.example.net" in p.stdout
+    assert "2 hints left" in p.stdout
+    ticket = ok("ticket", "--lab", lab).stdout
+    assert ticket.startswith("TICKET: Mail server unreachable from outside?")
+    assert "(used 0." in ticket
+
+    causes = ok("causes").stdout
+    for cause in ("dns-wrong-address", "fw-smtp-permit-missing", "fw-icmp-blocked",
+                  "nat-static-missing", "smtp-service-down", "link-down"):
+        assert re.search(rf"^\s+{cause}\s", causes, re.M), cause
+
+    # investigation: DNS first from outside, then the firewall
+    dig = ok("exec", "--lab", lab, "ext-ws", "--", "dig", "+short", "mail.example.net")
+    assert dig.stdout.strip() == "203.0.113.25"
+    nc = run_lab("exec", "--lab", lab, "ext-ws", "--", "nc", "-z", "-w", "2",
+                 "203.0.113.25", "25")
+    assert nc.returncode != 0  # the symptom: SMTP through the static NAT times out
+    transcript = shell_session(lab, "fw", ["nft list chain inet netguard forward",
+                                           "netguard -An | tail -3", "cat /etc/hostname"])
+    assert "policy drop" in transcript and re.search(r"[\r\n]fw\r\n", transcript)
+
+    hint = ok("hint", "--lab", lab).stdout
+    assert re.match(r"hint 1/2 \(-5 points\): Ping needs an ICMP permit", hint), hint
+
+    wrong = ok("submit", "fw-icmp-blocked", "--node", "fw", "--lab", lab).stdout
+    assert "partially right" in wrong or "wrong" in wrong
+    right = ok("submit", "fw-smtp-permit-missing", "--node", "fw", "--lab", lab).stdout
+    assert right.strip() == ("diagnosis fw-smtp-permit-missing on fw: right; "
+                             "1 of 1 faults diagnosed")
+
+    # repair: put the permit rule back where the healthy policy has it
+    listing = ok("exec", "--lab", lab, "fw", "--", "nft", "-a", "list", "chain", "inet",
+                 "netguard", "forward").stdout
+    handle = re.search(r'prefix "P smtp-out" .*# handle (\d+)', listing).group(1)
+    ok("exec", "--lab", lab, "fw", "--", "nft", "insert", "rule", "inet", "netguard",
+       "forward", "position", handle, *SMTP_PERMIT)
+    verify = ok("verify", "--lab", lab)
+    assert verify.stdout.count("PASS") == 3, verify.stdout
+
+    html = tmp_path / "report.html"
+    p = ok("score", "--lab", lab, "--json", "--html", str(html), "--results", str(results))
+    report = json.loads(p.stdout)
+    assert report["scenario"] == "ping-red-herring" and report["trainee"] == "ann"
+    [verdict] = report["verdicts"]
+    assert (verdict["cause"], verdict["node"], verdict["verdict"]) == (
+        "fw-smtp-permit-missing", "fw", "right")
+    assert verdict["points"] > 0
+    [fix] = items(report, "fix")
+    assert fix["points"] > 0 and fix["reason"].startswith("fix verified")
+    [hint_item] = items(report, "hints")
+    assert hint_item["points"] == -5
+    wrong_items = items(report, "submissions")
+    assert len(wrong_items) == 1 and wrong_items[0]["points"] < 0
+    assert "fw-icmp-blocked on fw" in wrong_items[0]["reason"]
+    assert items(report, "damage") == []
+    method = " ".join(i["reason"] for i in items(report, "investigation"))
+    assert "DNS checked first (dig on ext-ws" in method
+    for tool in ("dig", "nc", "nft", "netguard"):
+        assert re.search(rf"tools used \([^)]*\b{tool}\b", method), (tool, method)
+    assert report["total"] == sum(i["points"] for i in report["items"])
+
+    checker = well_formed(html.read_text())
+    assert {"html", "body", "table"} <= checker.seen
+
+    [record_path] = list(results.glob("ping-red-herring-*.json"))
+    record = json.loads(record_path.read_text())
+    assert record["ticket"].startswith("Partners say they cannot reach our mail server")
+    typed = [(c["node"], c["argv"]) for c in record["commands"]]
+    assert ("ext-ws", ["dig", "+short", "mail.example.net"]) in typed
+    # the shell's typed lines are recorded, parsed as a shell would
+    assert ("fw", ["nft", "list", "chain", "inet", "netguard", "forward"]) in typed
+    assert ("fw", ["netguard", "-An", "|", "tail", "-3"]) in typed
+    assert ("fw", ["cat", "/etc/hostname"]) in typed
+    assert [h["index"] for h in record["hints"]] == [0]
+    assert [(s["cause"], s["node"]) for s in record["submissions"]] == [
+        ("fw-icmp-blocked", "fw"), ("fw-smtp-permit-missing", "fw")]
+    assert set(record["probes"]) == {"inbound", "outbound", "alert"}
+    assert all(p["passed"] for p in record["probes"].values())
+    assert record["score"] == report
+    assert [f["name"] for f in record["faults"]] == ["fw-smtp-permit-missing"]
+    assert [f["name"] for f in record["red_herrings"]] == ["fw-icmp-blocked"]
+
+    # the attempt is over: no more submissions, hints or scoring
+    for args in (("submit", "fw-smtp-permit-missing", "--node", "fw"), ("hint",),
+                 ("score", "--results", str(results))):
+        p = run_lab(*args, "--lab", lab)
+        one_line_error(p, "this attempt has been scored")
+
+
+def test_damaging_fix_scores_damage_even_if_mail_flows(labs, tmp_path):
+    lab = labs.claim("att-damage")
+    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    ok("submit", "fw-smtp-permit-missing", "--node", "fw", "--lab", lab)
+    # the blunt "fix": accept everything that is forwarded
+    ok("exec", "--lab", lab, "fw", "--", "nft", "add", "rule", "inet", "netguard", "forward",
+       "accept")
+    assert ok("verify", "--lab", lab).stdout.count("PASS") == 3
+    report = json.loads(ok("score", "--lab", lab, "--json", "--results",
+                           str(tmp_path)).stdout)
+    assert items(report, "fix")[0]["points"] > 0  # mail flows...
+    [damage] = items(report, "damage")  # ...but the firewall is open
+    assert damage["points"] < 0
+    assert damage["reason"] == ("collateral damage: table inet netguard chain forward: rule "
+                                "added beyond the healthy policy: accept")
+
+
+def test_flushed_ruleset_is_damage(labs, tmp_path):
+    lab = labs.claim("att-flush")
+    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    ok("exec", "--lab", lab, "fw", "--", "nft", "flush", "ruleset")
+    report = json.loads(ok("score", "--lab", lab, "--json", "--results",
+                           str(tmp_path)).stdout)
+    reasons = [i["reason"] for i in items(report, "damage")]
+    assert reasons == ["collateral damage: the firewall's filter table is gone "
+                       "(ruleset flushed)"]
+
+
+def test_zone_file_repair(labs, tmp_path):
+    """dns-wrong-address forced by an instructor; the trainee checks the authoritative
+    server directly, fixes the A record with sed, and the reload makes mail flow."""
+    lab = labs.claim("att-zone")
+    ok("start", "inbound-bounces", "--seed", "1", "--fault", "dns-wrong-address", "--lab", lab)
+    auth = ["dig", "+short", "@203.0.113.53", "mail.example.net"]
+    assert ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.26"
+    ok("exec", "--lab", lab, "ns-ext", "--", "sed", "-i",
+       r"s/^\(mail .*A \+\)203\.0\.113\.26$/\1203.0.113.25/", "/etc/bind/db.example.net")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.25":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("ns-ext did not reload the edited zone")
+    assert ok("verify", "--lab", lab).stdout.count("PASS") == 3
+    ok("submit", "dns-wrong-address", "--node", "ns-ext", "--lab", lab)
+    report = json.loads(ok("score", "--lab", lab, "--json", "--results",
+                           str(tmp_path)).stdout)
+    assert [v["fault"] for v in report["verdicts"]] == ["dns-wrong-address"]
+    assert report["verdicts"][0]["verdict"] == "right"
+    assert items(report, "fix")[0]["points"] > 0 and items(report, "damage") == []
+
+
+def test_zone_repair_after_lookup_through_resolver(labs):
+    lab = labs.claim("att-cache")
+    ok("start", "inbound-bounces", "--seed", "1", "--fault", "dns-wrong-address", "--lab", lab)
+    dig = ["dig", "+short", "mail.example.net"]
+    assert ok("exec", "--lab", lab, "ext-ws", "--", *dig).stdout.strip() == "203.0.113.26"
+    ok("exec", "--lab", lab, "ns-ext", "--", "sed", "-i", "s/203.0.113.26/203.0.113.25/",
+       "/etc/bind/db.example.net")
+    ok("service", "resolver", "dns", "restart", "--lab", lab)
+    assert ok("exec", "--lab", lab, "ext-ws", "--", *dig).stdout.strip() == "203.0.113.25"
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,words", [
+    pytest.param(["start", "no-such-scenario"], ["unknown scenario 'no-such-scenario'"],
+                 id="unknown-scenario"),
+    pytest.param(["start", "inbound-bounces", "--fault", "no-such-fault"],
+                 ["unknown fault 'no-such-fault'"], id="unknown-fault"),
+    pytest.param(["submit", "no-such-cause", "--node", "fw"],
+                 ["unknown cause 'no-such-cause'"], id="unknown-cause"),
+])
+def test_refused_without_lab(args, words, unique_name, state_root):
+    lab = unique_name("att-none")
+    p = run_lab(*args, "--lab", lab)
+    one_line_error(p, *words)
+    assert not (state_root / lab).exists()  # nothing half built
+
+
+@pytest.fixture(scope="module")
+def started(module_labs) -> str:
+    lab = module_labs.claim("att-refuse")
+    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    return lab
+
+
+@pytest.mark.parametrize("args,words", [
+    pytest.param(["submit", "no-such-cause", "--node", "fw"], ["unknown cause"],
+                 id="unknown-cause"),
+    pytest.param(["submit", "fw-smtp-permit-missing", "--node", "no-such-node"],
+                 ["unknown node 'no-such-node'"], id="submit-unknown-node"),
+    pytest.param(["exec", "no-such-node", "--", "true"], ["unknown node 'no-such-node'"],
+                 id="exec-unknown-node"),
+    pytest.param(["shell", "no-such-node"], ["unknown node 'no-such-node'"],
+                 id="shell-unknown-node"),
+])
+def test_refused_in_running_attempt(started, args, words):
+    # --lab before the node: after `--` everything belongs to the command
+    one_line_error(run_lab(args[0], "--lab", started, *args[1:]), *words)
+
+
+def test_forced_faults_replace_the_draw(started, labs, tmp_path):
+    """`--fault` (repeatable) applies exactly the named faults instead of the scenario's."""
+    lab = labs.claim("att-forced")
+    ok("start", "inbound-bounces", "--seed", "1", "--lab", lab,
+       "--fault", "smtp-service-down", "--fault", "fw-alert-permit-missing")
+    nc = run_lab("exec", "--lab", lab, "fw", "--", "nc", "-z", "-w", "2", "10.1.0.25", "25")
+    assert nc.returncode != 0
+    report = json.loads(ok("score", "--lab", lab, "--json", "--results",
+                           str(tmp_path)).stdout)
+    assert sorted(v["fault"] for v in report["verdicts"]) == [
+        "fw-alert-permit-missing", "smtp-service-down"]
+    assert {v["verdict"] for v in report["verdicts"]} == {"missing"}
