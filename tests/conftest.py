@@ -197,3 +197,19 @@ def host_snapshot() -> dict:
 def host_view():
     """``host_view()``: a snapshot of the host namespace (see ``host_snapshot``)."""
     return host_snapshot
+
+
+@pytest.fixture(scope="module")
+def lab(module_labs, request) -> str:
+    """One reference lab for a whole test module, named by the module's ``LAB``."""
+    return module_labs.up(request.module.LAB)
+
+
+@pytest.fixture(scope="module")
+def x(lab, node_exec):
+    """``x(node, *cmd, input=None)``: run a command in a node of this module's lab."""
+
+    def run(node: str, *cmd: str, **kw):
+        return node_exec(lab, node, *cmd, **kw)
+
+    return run

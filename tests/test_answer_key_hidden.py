@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import PROJECT_ROOT, run_lab, session_name
+from conftest import PROJECT_ROOT, run_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -15,7 +15,6 @@ import select
 import subprocess
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 

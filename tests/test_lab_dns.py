@@ -23,34 +23,6 @@ RESOLVER = "203.0.113.9"
 NS_INT = "10.1.0.53"
 
 
-def warm_up(node_exec, lab: str) -> None:
-    """First queries through both resolvers, retried: right after `lab up` the first packet
-    between two nodes can be delayed ~1 s (see test_lab_dns.py::test_first_query_after_up),
-    which would make every test's outcome depend on which one runs first."""
-    for node, name in (("ext-ws", "example.net"), ("admin", "example.com"), ("mx-ext", "example.net")):
-        for _ in range(5):
-            p = node_exec(lab, node, "dig", "+time=2", "+tries=2", "mx", name)
-            if "status: NOERROR" in p.stdout and "ANSWER: 1" in p.stdout:
-                break
-
-
-@pytest.fixture(scope="module")
-def lab(module_labs, node_exec) -> str:
-    name = module_labs.up(LAB)
-    warm_up(node_exec, name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def x(lab, node_exec):
-    """``x(node, *cmd, input=None)``: run a command in a node of this module's lab."""
-
-    def run(node: str, *cmd: str, **kw):
-        return node_exec(lab, node, *cmd, **kw)
-
-    return run
-
-
 def dig(x, node: str, *args: str) -> str:
     p = x(node, "dig", "+time=2", "+tries=1", *args)
     assert p.returncode == 0, f"dig {args} in {node} failed: {p.stdout}{p.stderr}"

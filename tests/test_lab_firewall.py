@@ -24,32 +24,6 @@ RULE_NAMES = [r["name"] for r in
               yaml.safe_load(TOPOLOGY.read_text())["nodes"]["fw"]["services"]["firewall"]["rules"]]
 
 
-def warm_up(node_exec, lab: str) -> None:
-    """First queries through both resolvers, retried: right after `lab up` the first packet
-    between two nodes can be delayed ~1 s (see test_lab_dns.py::test_first_query_after_up),
-    which would make every test's outcome depend on which one runs first."""
-    for node, name in (("ext-ws", "example.net"), ("admin", "example.com"), ("mx-ext", "example.net")):
-        for _ in range(5):
-            p = node_exec(lab, node, "dig", "+time=2", "+tries=2", "mx", name)
-            if "status: NOERROR" in p.stdout and "ANSWER: 1" in p.stdout:
-                break
-
-
-@pytest.fixture(scope="module")
-def lab(module_labs, node_exec) -> str:
-    name = module_labs.up(LAB)
-    warm_up(node_exec, name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def x(lab, node_exec):
-    def run(node: str, *cmd: str, **kw):
-        return node_exec(lab, node, *cmd, **kw)
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def ruleset(x) -> str:
     p = x("fw", "nft", "list", "ruleset")
@@ -246,7 +220,6 @@ def proxy_lab(request, module_labs, node_exec):
         path = Path(d) / f"{request.param}.yaml"
         path.write_text(yaml.safe_dump(_variant(request.param), sort_keys=False))
         name = module_labs.up(f"t3-{request.param[8:11]}", str(path))
-    warm_up(node_exec, name)
     yield request.param, name
     module_labs.down(name)
 
@@ -297,7 +270,6 @@ def nosplit_lab(module_labs, node_exec):
         path = Path(d) / "nosplit.yaml"
         path.write_text(yaml.safe_dump(topo, sort_keys=False))
         name = module_labs.up("t3-nosplit", str(path))
-    warm_up(node_exec, name)
     yield name
     module_labs.down(name)
 

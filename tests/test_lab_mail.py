@@ -27,32 +27,6 @@ VENV_PY = str(PROJECT_ROOT / ".venv" / "bin" / "python")
 PUBLIC_ADDRS = {"203.0.113.1", "203.0.113.25"}  # the firewall's external addresses
 
 
-def warm_up(node_exec, lab: str) -> None:
-    """First queries through both resolvers, retried: right after `lab up` the first packet
-    between two nodes can be delayed ~1 s (see test_lab_dns.py::test_first_query_after_up),
-    which would make every test's outcome depend on which one runs first."""
-    for node, name in (("ext-ws", "example.net"), ("admin", "example.com"), ("mx-ext", "example.net")):
-        for _ in range(5):
-            p = node_exec(lab, node, "dig", "+time=2", "+tries=2", "mx", name)
-            if "status: NOERROR" in p.stdout and "ANSWER: 1" in p.stdout:
-                break
-
-
-@pytest.fixture(scope="module")
-def lab(module_labs, node_exec) -> str:
-    name = module_labs.up(LAB)
-    warm_up(node_exec, name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def x(lab, node_exec):
-    def run(node: str, *cmd: str, **kw):
-        return node_exec(lab, node, *cmd, **kw)
-
-    return run
-
-
 def tag() -> str:
     return "t3-" + secrets.token_hex(4)
 
@@ -379,7 +353,6 @@ def quick_lab(module_labs, node_exec) -> str:
         path = Path(d) / "mail-dmz-quick.yaml"
         path.write_text(yaml.safe_dump(topo, sort_keys=False))
         name = module_labs.up(LAB_Q, str(path))
-    warm_up(node_exec, name)
     return name
 
 

@@ -114,32 +114,6 @@ print(json.dumps(out))
 """
 
 
-def warm_up(node_exec, lab: str) -> None:
-    """First queries through both resolvers, retried: right after `lab up` the first packet
-    between two nodes can be delayed ~1 s (see test_lab_dns.py::test_first_query_after_up),
-    which would make every test's outcome depend on which one runs first."""
-    for node, name in (("ext-ws", "example.net"), ("admin", "example.com"), ("mx-ext", "example.net")):
-        for _ in range(5):
-            p = node_exec(lab, node, "dig", "+time=2", "+tries=2", "mx", name)
-            if "status: NOERROR" in p.stdout and "ANSWER: 1" in p.stdout:
-                break
-
-
-@pytest.fixture(scope="module")
-def lab(module_labs, node_exec) -> str:
-    name = module_labs.up(LAB)
-    warm_up(node_exec, name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def x(lab, node_exec):
-    def run(node: str, *cmd: str, **kw):
-        return node_exec(lab, node, *cmd, **kw)
-
-    return run
-
-
 DNS_TARGETS = [
     ("ext-ws", "203.0.113.53"),   # ns-ext
     ("ext-ws", "203.0.113.9"),    # resolver

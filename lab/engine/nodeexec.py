@@ -10,10 +10,23 @@ from lab.engine.state import OWNER_ENV
 from lab.errors import LabError
 
 
+# what a command in a node inherits from the caller's environment: the terminal and
+# locale, nothing else (not whatever tool or test launched `lab`)
+PASSED_ENV = ("TERM", "LANG", "LANGUAGE", "TZ", "COLUMNS", "LINES", "COLORTERM")
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def node_env(lab: str, node: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
+    env.update({"PATH": NODE_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
+                "SHELL": "/bin/bash", OWNER_ENV: lab, "LAB_NODE": node})
+    return env
+
+
 def enter(lab: str, node: str) -> tuple[list[str], dict[str, str]]:
     """The command prefix that enters the node, and the environment to run with."""
     pid = lifecycle.node_pid(lab, node)
-    env = {**os.environ, OWNER_ENV: lab, "LAB_NODE": node}
+    env = node_env(lab, node)
     # env(1) reports a command it cannot find with 127, as a shell would (mnexec says 1)
     return ["mnexec", "-a", str(pid), "env", "--"], env
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from dnslib import DNSLabel
 from pydantic import AfterValidator
 
 from lab.errors import LabError
@@ -246,20 +245,12 @@ def age_caches(lab: LabContext, under: str, seconds: float,
     to have happened a while ago. Entries with more time left than ``seconds`` (a
     record planted with a long TTL) stay. Returns how many entries went.
     """
-    suffix = DNSLabel(under)
     gone = 0
     only = set(nodes) if nodes is not None else None
     for node, svc in dns_services(lab):
         if svc.resolver is None or (only is not None and node not in only):
             continue
-        cache = svc.cache
-        now = cache.clock()
-        for table in (cache._positive, cache._negative):
-            for key, entry in list(table.items()):
-                if (not suffix.label or key[0].matchSuffix(suffix)) \
-                        and entry.expires - now <= seconds + 1:
-                    del table[key]
-                    gone += 1
+        gone += svc.cache.expire(under, seconds + 1)
     return gone
 
 
@@ -270,7 +261,7 @@ def forget_cached(lab: LabContext, node: str, name: str, rtype: int,
     records = cache.get(name, rtype)
     if not records or not {str(rr.rdata) for rr in records} & set(values):
         return False
-    cache._positive.pop((DNSLabel(name), rtype), None)
+    cache.forget(name, rtype)
     return True
 
 

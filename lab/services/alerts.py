@@ -328,6 +328,7 @@ class AlertMailer(Service):
         self.connect_timeout = connect_timeout
         self.dns_timeout = dns_timeout
         self.session_timeout = session_timeout
+        self._inflight: dict[str, asyncio.Task] = {}
         self.scan_interval = scan_interval
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -352,6 +353,9 @@ class AlertMailer(Service):
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         self._runner = None
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
     async def healthy(self) -> bool:
         if self._runner is None or self._runner.done():
@@ -419,19 +423,25 @@ class AlertMailer(Service):
                 continue
             if not due_only or self._due(envelope, now):
                 todo.append((envelope, message))
-        limit = asyncio.Semaphore(5)
-
-        async def one(envelope: Envelope, message: bytes) -> None:
-            async with limit:
-                try:
-                    await self._deliver(envelope, message)
-                except OSError as e:  # the spool itself: report, keep going
-                    self.log(f"warning: alert {envelope.alert_id}: {e}")
-
-        await asyncio.gather(*(one(e, m) for e, m in todo))
+        # each alert is delivered by a task of its own, so that one slow session (a lossy
+        # link, a server that stalls) never holds up the alerts raised after it
+        for envelope, message in todo:
+            if envelope.alert_id in self._inflight:
+                continue
+            task = asyncio.ensure_future(self._deliver_one(envelope, message))
+            self._inflight[envelope.alert_id] = task
+            task.add_done_callback(lambda _t, a=envelope.alert_id: self._inflight.pop(a, None))
+        if not due_only:
+            await asyncio.gather(*self._inflight.values())
         present = set(spooled_ids(self.node.root))
         for alert_id in [a for a in self._tried if a not in present]:
             del self._tried[alert_id]
+
+    async def _deliver_one(self, envelope: Envelope, message: bytes) -> None:
+        try:
+            await self._deliver(envelope, message)
+        except OSError as e:  # the spool itself: report, keep going
+            self.log(f"warning: alert {envelope.alert_id}: {e}")
 
     def _report(self, alert_id: str, reason: str) -> None:
         env_path, _ = spool_paths(self.node.root, alert_id)

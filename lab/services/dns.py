@@ -123,6 +123,24 @@ class DnsCache:
         self._negative.pop((key[0], None), None)
         self._store(records, force=True)
 
+    def expire(self, under: str, within: float) -> int:
+        """Forget entries at or below ``under`` that would expire within ``within`` seconds
+        anyway (as if that much time had passed); returns how many went."""
+        suffix = DNSLabel(under)
+        now = self.clock()
+        gone = 0
+        for table in (self._positive, self._negative):
+            for key, entry in list(table.items()):
+                if (not suffix.label or key[0].matchSuffix(suffix)) \
+                        and entry.expires - now <= within:
+                    del table[key]
+                    gone += 1
+        return gone
+
+    def forget(self, name: str, rtype: int) -> None:
+        """Forget one cached record set."""
+        self._positive.pop((DNSLabel(name), rtype), None)
+
     def put(self, records: Sequence[RR], glue: bool = False) -> None:
         """Cache record sets (grouped by owner and type; each set lives for its lowest TTL).
 
