@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.engine.lifecycle import SCENARIO_DIR, require_root
-from lab.playbooks.attempt import load
+from lab.engine.attempt import load
 from lab.playbooks.matrix import DEFAULT_JOBS, Matrix, load_playbook_ref, plan
 
 PLAYBOOKS = ("inbound", "outbound", "alerts")

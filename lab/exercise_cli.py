@@ -45,27 +45,19 @@ def _lab(args: argparse.Namespace) -> str:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from lab.engine import control, lifecycle
+    from lab.engine import lifecycle
+    from lab.engine.attempt import load, start_attempt
     from lab.faults import CATALOG
-    from lab.model.scenario import load_scenario
 
     lifecycle.require_root()
-    path = lifecycle.resolve_file(args.scenario, lifecycle.SCENARIO_DIR, "scenario")
-    scenario = load_scenario(path, set(CATALOG))
+    path, scenario = load(args.scenario)
     for name in args.fault:
         if name not in CATALOG:
             raise LabError(f"unknown fault '{name}'", hint="`lab faults` lists them")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
-    state = lifecycle.up(scenario.topology, args.lab or scenario.name,
-                         variant=scenario.variant, overrides=scenario.overrides or None)
-    try:
-        ticket = control.request(state.lab, "attempt_start", timeout=60,
-                                 scenario=str(path.resolve()), seed=seed, faults=args.fault,
-                                 trainee=args.trainee)
-    except LabError:
-        lifecycle.down(state.lab)
-        raise
-    print(f"lab {state.lab} is up; scenario {scenario.name} (seed {seed})\n")
+    lab = args.lab or scenario.name
+    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=args.fault)
+    print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
     print(render_ticket(ticket))
     return 0
 

@@ -36,7 +36,7 @@ def add_parsers(sub, add_lab) -> None:
 
 def _scenarios(args: argparse.Namespace, names: set[str]) -> list:
     from lab.engine.lifecycle import SCENARIO_DIR
-    from lab.playbooks.attempt import load
+    from lab.engine.attempt import load
 
     refs = list(args.scenario)
     if args.all:
@@ -94,7 +94,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from lab.engine import lifecycle
     from lab.playbooks import render
-    from lab.playbooks.attempt import attempt_lab, load
+    from lab.engine.attempt import attempt_lab, load
     from lab.playbooks.matrix import load_playbook_ref
     from lab.playbooks.runner import run_playbook
 

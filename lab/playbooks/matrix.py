@@ -17,7 +17,7 @@ from lab.engine import lifecycle
 from lab.errors import LabError
 from lab.model.playbook import Playbook, load_playbook
 from lab.model.scenario import Scenario
-from lab.playbooks.attempt import attempt_lab
+from lab.engine.attempt import attempt_lab
 from lab.playbooks.runner import PlaybookResult, StepResult, run_playbook
 
 PLAYBOOK_DIR = lifecycle.PROJECT_ROOT / "playbooks"

@@ -1,5 +1,5 @@
-"""Starting an attempt for a playbook exactly as `lab start` does (exercise_cli.cmd_start):
-bring the scenario's lab up, then ask its supervisor to start the attempt."""
+"""Starting an attempt, for a trainee (`lab start`) and a playbook run alike: bring the
+scenario's lab up, then ask its supervisor to apply the faults and start the attempt."""
 from __future__ import annotations
 
 import contextlib
@@ -26,13 +26,14 @@ def load(ref: str) -> tuple[Path, Scenario]:
 
 
 def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
-                  trainee: str = TRAINEE) -> dict[str, Any]:
-    """Up the lab and start the attempt; the ticket. A failed start leaves no lab."""
+                  trainee: str = TRAINEE, faults: list[str] | None = None) -> dict[str, Any]:
+    """Up the lab and start the attempt (``faults`` forces faults instead of the seed's
+    draw); returns the ticket. A failed start leaves no lab."""
     state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
                          overrides=scenario.overrides or None)
     try:
         return control.request(state.lab, "attempt_start", timeout=60,
-                               scenario=str(path.resolve()), seed=seed, faults=[],
+                               scenario=str(path.resolve()), seed=seed, faults=faults or [],
                                trainee=trainee)
     except BaseException:
         lifecycle.down(state.lab)
