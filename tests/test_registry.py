@@ -13,7 +13,8 @@ from lab.services.registry import FACTORIES
 SERVICES_DIR = Path(__file__).resolve().parents[1] / "lab" / "services"
 # modules that are not service kinds: shared plumbing and the commands run inside nodes
 NOT_KINDS = {"__init__", "base", "host", "netns", "registry", "zonefile", "smtpclient",
-             "mxlookup", "mailq", "netguard", "alert_cli", "fwlog", "nftrules"}
+             "mxlookup", "mailq", "netguard", "alert_cli", "fwlog", "nftrules",
+             "dnscache", "resolver", "dnszones", "maillog", "mbox"}
 
 
 def test_configs_and_factories_agree() -> None:

@@ -285,13 +285,8 @@ async def set_firewall(lab: LabContext, new: FirewallConfig, node: str = FW) -> 
     if new != fw.config:
         fw.load(new)
         changed = True
-    if new.proxy != proxy.config.proxy:
-        await proxy.stop()
-        proxy.config = new
-        await proxy.start()
+    if await proxy.reconfigure(new):
         changed = True
-    else:
-        proxy.config = new
     return changed
 
 

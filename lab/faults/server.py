@@ -64,7 +64,7 @@ class RelayRefused(Fault):
         nets = [n for n in svc.config.relay_networks if not n.overlaps(lan)]
         if nets != list(svc.config.relay_networks):
             # the server reads its config for every RCPT, as postfix reads main.cf on reload
-            svc.config = svc.config.model_copy(update={"relay_networks": nets})
+            svc.reconfigure(svc.config.model_copy(update={"relay_networks": nets}))
 
     async def revert(self, lab, params) -> None:
         svc = lab.service(MX, "smtp")
@@ -75,7 +75,7 @@ class RelayRefused(Fault):
             if net.overlaps(lan):
                 nets = restore_item(nets, base, net, key=str)
         if nets != list(svc.config.relay_networks):
-            svc.config = svc.config.model_copy(update={"relay_networks": nets})
+            svc.reconfigure(svc.config.model_copy(update={"relay_networks": nets}))
 
 
 def default_route(lab: LabContext, node: str) -> dict | None:

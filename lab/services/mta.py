@@ -7,19 +7,18 @@ reading that log is part of what the lab teaches.
 
 The SMTP protocol itself is aiosmtpd's ``SMTP`` class on listening sockets made with
 ``node.socket()``; everything runs on the supervisor's loop (no threads, no Controller).
+The log wording lives in :mod:`lab.services.maillog`, stored messages and mailbox
+appends in :mod:`lab.services.mbox`; their public names are re-exported here.
 """
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import re
-import secrets
 import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime
 from ipaddress import ip_address
 from typing import Any
 
@@ -28,169 +27,38 @@ from aiosmtpd.smtp import SMTP
 from lab.model.mta import MtaConfig
 from lab.services import mailq
 from lab.services.base import NodeContext, Service
+from lab.services.maillog import (
+    UNRECOGNISED,
+    client_name,
+    format_delay,
+    log_bounce,
+    log_client,
+    log_connect,
+    log_delivery,
+    log_disconnect,
+    log_expired,
+    log_lost,
+    log_message_id,
+    log_queued,
+    log_reject,
+    log_removed,
+    postfix_reply,
+    syslog_line,
+)
 from lab.services.mailq import QueueEntry
+from lab.services.mbox import (
+    MailboxBusy,
+    append_locked,
+    bounce_message,
+    mbox_entry,
+    message_id_of,
+    received_header,
+)
 from lab.services.mxlookup import DnsError, lookup_mx
 from lab.services.smtpclient import Reply, SmtpError, send_message
 
 MAIL_LOG = "/var/log/mail.log"
 MAIL_DIR = "/var/mail"
-
-# --------------------------------------------------------------------------------------
-# Pure formatting: log lines, replies, headers, mbox. Golden-tested.
-# --------------------------------------------------------------------------------------
-
-
-def syslog_line(when: datetime, host: str, program: str, pid: int, message: str) -> str:
-    """``Nov 25 16:50:01 mx postfix/smtpd[4242]: message`` (day padded like syslog)."""
-    return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {host} postfix/{program}[{pid}]: {message}"
-
-
-def client_name(ip: str) -> str:
-    """Postfix's client label; the lab does no reverse lookups, so always ``unknown``."""
-    return f"unknown[{ip}]"
-
-
-def format_delay(seconds: float) -> str:
-    """Postfix-style delay: two decimals under 1 s, one under 10 s, whole seconds above."""
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        text = f"{seconds:.2f}"
-    elif seconds < 10:
-        text = f"{seconds:.1f}"
-    else:
-        return str(int(seconds))
-    return text.rstrip("0").rstrip(".") or "0"
-
-
-def log_connect(ip: str) -> str:
-    return f"connect from {client_name(ip)}"
-
-
-def log_disconnect(ip: str, counts: dict[str, tuple[int, int]]) -> str:
-    """``disconnect from unknown[ip] helo=1 mail=1 rcpt=0/1 quit=1 commands=3/4``."""
-    order = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "quit", "unknown"]
-    names = sorted(counts, key=lambda n: (order.index(n) if n in order else 99, n))
-    parts = []
-    ok_total = all_total = 0
-    for name in names:
-        ok, total = counts[name]
-        ok_total += ok
-        all_total += total
-        parts.append(f"{name}={ok}" if ok == total else f"{name}={ok}/{total}")
-    if all_total:
-        parts.append(
-            f"commands={ok_total}" if ok_total == all_total else f"commands={ok_total}/{all_total}"
-        )
-    return " ".join([f"disconnect from {client_name(ip)}"] + parts)
-
-
-def log_lost(ip: str, after: str, timeout: bool = False) -> str:
-    what = "timeout" if timeout else "lost connection"
-    return f"{what} after {after} from {client_name(ip)}"
-
-
-def log_client(queue_id: str, ip: str) -> str:
-    return f"{queue_id}: client={client_name(ip)}"
-
-
-def log_message_id(queue_id: str, message_id: str) -> str:
-    return f"{queue_id}: message-id={message_id}"
-
-
-def log_queued(queue_id: str, sender: str, size: int, nrcpt: int) -> str:
-    return f"{queue_id}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)"
-
-
-def log_delivery(
-    queue_id: str, rcpt: str, relay: str, delay: float, dsn: str, status: str, detail: str
-) -> str:
-    """``QID: to=<r>, relay=local, delay=0.01, dsn=2.0.0, status=sent (delivered to mailbox)``."""
-    return (
-        f"{queue_id}: to=<{rcpt}>, relay={relay}, delay={format_delay(delay)}, dsn={dsn}, "
-        f"status={status} ({detail})"
-    )
-
-
-def log_reject(ip: str, reply: str, sender: str, rcpt: str, proto: str, helo: str) -> str:
-    """``NOQUEUE: reject: RCPT from unknown[ip]: 554 5.7.1 <r>: Relay access denied; ...``."""
-    return (
-        f"NOQUEUE: reject: RCPT from {client_name(ip)}: {reply}; from=<{sender}> to=<{rcpt}> "
-        f"proto={proto} helo=<{helo}>"
-    )
-
-
-def log_removed(queue_id: str) -> str:
-    return f"{queue_id}: removed"
-
-
-def log_expired(queue_id: str, sender: str) -> str:
-    return f"{queue_id}: from=<{sender}>, status=expired, returned to sender"
-
-
-def log_bounce(queue_id: str, new_queue_id: str) -> str:
-    return f"{queue_id}: sender non-delivery notification: {new_queue_id}"
-
-
-# aiosmtpd's own replies, in the words Postfix uses for the same situation.
-_REPLIES = {
-    "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
-    "500 Command line too long": "500 5.5.2 Error: line too long",
-    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Error: line too long",
-    "503 Error: send HELO first": "503 5.5.1 Error: send HELO/EHLO first",
-    "503 Error: send EHLO first": "503 5.5.1 Error: send HELO/EHLO first",
-    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
-    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
-    "503 Error: need RCPT command": "554 5.5.1 Error: no valid recipients",
-    "552 Error: Too much mail data": "552 5.3.4 Error: message file too big",
-    "552 Error: message size exceeds fixed maximum message size":
-        "552 5.3.4 Message size exceeds fixed limit",
-    "221 Bye": "221 2.0.0 Bye",
-    "250 OK": "250 2.0.0 Ok",
-    "502 EXPN not implemented": "502 5.5.1 Error: command not implemented",
-}
-_UNRECOGNISED = re.compile(r'^500 Error: command ".*" not recognized$')
-
-
-def postfix_reply(status: str) -> str:
-    """Map one aiosmtpd reply to Postfix's text; replies it does not know pass through."""
-    if _UNRECOGNISED.match(status):
-        return "500 5.5.2 Error: command not recognized"
-    if status.startswith("502 5.5.1 Too many unrecognized commands"):
-        return "421 4.7.0 Error: too many errors"
-    if status.startswith("501 Syntax: "):
-        return "501 5.5.4 " + status[4:]
-    return _REPLIES.get(status, status)
-
-
-def received_header(
-    helo: str, ip: str, hostname: str, queue_id: str, proto: str, rcpts: list[str], when: datetime
-) -> str:
-    """The Received: header smtpd prepends (folded like Postfix's)."""
-    for_part = f"\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
-    return (
-        f"Received: from {helo} ({client_name(ip).replace('[', ' [')})\n"
-        f"\tby {hostname} (Postfix) with {proto} id {queue_id}{for_part}; "
-        f"{format_datetime(when)}\n"
-    )
-
-
-_FROM_LINE = re.compile(rb"^>*From ")
-
-
-def mbox_entry(sender: str, rcpt: str, message: bytes, when: float) -> bytes:
-    """One mboxrd message: From_ line, delivery headers, body with ``>From`` escaping."""
-    stamp = time.asctime(time.localtime(when))
-    head = (
-        f"From {sender or 'MAILER-DAEMON'}  {stamp}\n"
-        f"Return-Path: <{sender}>\n"
-        f"X-Original-To: {rcpt}\n"
-        f"Delivered-To: {rcpt}\n"
-    ).encode()
-    lines = message.replace(b"\r\n", b"\n").split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    body = b"\n".join(b">" + ln if _FROM_LINE.match(ln) else ln for ln in lines)
-    return head + body + b"\n\n"
 
 
 def dsn_of(reply: Reply) -> str:
@@ -199,85 +67,6 @@ def dsn_of(reply: Reply) -> str:
     if m:
         return m.group(1)
     return {2: "2.0.0", 4: "4.0.0"}.get(reply.code // 100, "5.0.0")
-
-
-def message_id_of(message: bytes) -> str:
-    head = message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-    m = re.search(rb"^message-id:[ \t]*(.*(?:\n[ \t].*)*)", head, re.IGNORECASE | re.MULTILINE)
-    return m.group(1).decode("ascii", "replace").strip() if m else "<>"
-
-
-def bounce_message(
-    hostname: str,
-    queue_id: str,
-    sender: str,
-    arrival: float,
-    failures: dict[str, tuple[str, str]],
-    original: bytes,
-    now: float,
-) -> bytes:
-    """A Postfix-style delivery status notification (RFC 3464) for ``failures``.
-
-    ``failures`` maps recipient -> (dsn status, reason text).
-    """
-    boundary = f"{queue_id}.{int(now)}/{hostname}"
-    date = format_datetime(datetime.fromtimestamp(now).astimezone())
-    arrival_date = format_datetime(datetime.fromtimestamp(arrival).astimezone())
-    reasons = "\n\n".join(f"<{r}>: {why}" for r, (_, why) in failures.items())
-    per_rcpt = "\n".join(
-        f"Final-Recipient: rfc822; {r}\nOriginal-Recipient: rfc822;{r}\nAction: failed\n"
-        f"Status: {dsn}\nDiagnostic-Code: X-Postfix; {why}\n"
-        for r, (dsn, why) in failures.items()
-    )
-    text = (
-        f"From: MAILER-DAEMON@{hostname} (Mail Delivery System)\n"
-        f"Subject: Undelivered Mail Returned to Sender\n"
-        f"To: {sender}\n"
-        f"Auto-Submitted: auto-replied\n"
-        f"Date: {date}\n"
-        f"Message-Id: <{secrets.token_hex(6)}.{queue_id}@{hostname}>\n"
-        f"MIME-Version: 1.0\n"
-        f"Content-Type: multipart/report; report-type=delivery-status;\n"
-        f'\tboundary="{boundary}"\n'
-        f"Content-Transfer-Encoding: 8bit\n"
-        f"\n"
-        f"This is a MIME-encapsulated message.\n"
-        f"\n"
-        f"--{boundary}\n"
-        f"Content-Description: Notification\n"
-        f"Content-Type: text/plain; charset=us-ascii\n"
-        f"\n"
-        f"This is the mail system at host {hostname}.\n"
-        f"\n"
-        f"I'm sorry to have to inform you that your message could not\n"
-        f"be delivered to one or more recipients. It's attached below.\n"
-        f"\n"
-        f"For further assistance, please send mail to postmaster.\n"
-        f"\n"
-        f"If you do so, please include this problem report. You can\n"
-        f"delete your own text from the attached returned message.\n"
-        f"\n"
-        f"                   The mail system\n"
-        f"\n"
-        f"{reasons}\n"
-        f"\n"
-        f"--{boundary}\n"
-        f"Content-Description: Delivery report\n"
-        f"Content-Type: message/delivery-status\n"
-        f"\n"
-        f"Reporting-MTA: dns; {hostname}\n"
-        f"X-Postfix-Queue-ID: {queue_id}\n"
-        f"X-Postfix-Sender: rfc822; {sender}\n"
-        f"Arrival-Date: {arrival_date}\n"
-        f"\n"
-        f"{per_rcpt}\n"
-        f"--{boundary}\n"
-        f"Content-Description: Undelivered Message\n"
-        f"Content-Type: message/rfc822\n"
-        f"Content-Transfer-Encoding: 8bit\n"
-        f"\n"
-    ).encode()
-    return text + original.replace(b"\r\n", b"\n").rstrip(b"\n") + f"\n\n--{boundary}--\n".encode()
 
 
 # --------------------------------------------------------------------------------------
@@ -316,7 +105,7 @@ class _Session(SMTP):
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
-            if _UNRECOGNISED.match(status):
+            if UNRECOGNISED.match(status):
                 self.counts.setdefault("unknown", [0, 0])[1] += 1
             status = postfix_reply(status)
             self._last_code = int(status[:3]) if status[:3].isdigit() else 0
@@ -333,7 +122,8 @@ class _Session(SMTP):
         if self in self.service._sessions:
             self.service._sessions.discard(self)
             if not self.quit:
-                self.service.log("smtpd", log_lost(self.client_ip, self.last_command, self.timed_out))
+                self.service.log("smtpd", log_lost(self.client_ip, self.last_command,
+                                                   self.timed_out))
             counts = {k: (v[0], v[1]) for k, v in self.counts.items()}
             self.service.log("smtpd", log_disconnect(self.client_ip, counts))
         super().connection_lost(error)
@@ -466,6 +256,13 @@ class MtaService(Service):
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._pid = os.getpid()
+        self._users = set(config.users)
+        self._domains = set(config.domains)
+
+    def reconfigure(self, config: MtaConfig) -> None:
+        """Replace the config, as ``postfix reload`` rereads main.cf: sessions and RCPT
+        checks from now on use it; sockets, the queue and open sessions stay."""
+        self.config = config
         self._users = set(config.users)
         self._domains = set(config.domains)
 
@@ -752,9 +549,11 @@ class MtaService(Service):
             entry.next_attempt = now + self.config.retry_interval
         mailq.write_entry(self.spool, entry, message)
 
-    def _bounce(self, entry: QueueEntry, message: bytes, failed: dict[str, tuple[str, str]]) -> None:
+    def _bounce(self, entry: QueueEntry, message: bytes,
+                failed: dict[str, tuple[str, str]]) -> None:
         if not entry.sender:
-            self.log("bounce", f"{entry.queue_id}: null sender, non-delivery notification discarded")
+            self.log("bounce",
+                     f"{entry.queue_id}: null sender, non-delivery notification discarded")
             return
         now = time.time()
         qid = mailq.new_queue_id(self.spool)
@@ -776,25 +575,13 @@ class MtaService(Service):
         path = self.node.path(f"{MAIL_DIR}/{user}")
         data = mbox_entry(entry.sender, rcpt, message, time.time())
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as f:  # noqa: ASYNC230 - a small local append
-                for _ in range(40):
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        await asyncio.sleep(0.05)
-                else:
-                    return Outcome(
-                        "deferred", "local", "4.2.0",
-                        f"cannot update mailbox {MAIL_DIR}/{user} for user {user}. "
-                        "unable to lock for exclusive access: Resource temporarily unavailable",
-                    )
-                try:
-                    f.write(data)
-                    f.flush()
-                finally:
-                    fcntl.flock(f, fcntl.LOCK_UN)
+            await append_locked(path, data)
+        except MailboxBusy:
+            return Outcome(
+                "deferred", "local", "4.2.0",
+                f"cannot update mailbox {MAIL_DIR}/{user} for user {user}. "
+                "unable to lock for exclusive access: Resource temporarily unavailable",
+            )
         except OSError as e:
             return Outcome("deferred", "local", "4.2.0",
                            f"cannot update mailbox {MAIL_DIR}/{user} for user {user}. "
@@ -830,7 +617,8 @@ class MtaService(Service):
                 except SmtpError as e:
                     if e.reply is None:  # no SMTP answer: try the next address
                         last = Outcome("deferred", "none", "4.4.1",
-                                       f"connect to {mx.name}[{addr}]:{self.remote_port}: {e.detail}"
+                                       f"connect to {mx.name}[{addr}]:{self.remote_port}: "
+                                       f"{e.detail}"
                                        if e.stage == "connect" else
                                        f"lost connection with {mx.name}[{addr}] ({e.detail})")
                         continue
@@ -856,6 +644,9 @@ class MtaService(Service):
 
 
 __all__ = [
+    "MAIL_DIR",
+    "MAIL_LOG",
+    "MailboxBusy",
     "MtaService",
     "Outcome",
     "bounce_message",
@@ -873,6 +664,7 @@ __all__ = [
     "log_reject",
     "log_removed",
     "mbox_entry",
+    "message_id_of",
     "postfix_reply",
     "received_header",
     "syslog_line",

@@ -210,6 +210,17 @@ class SmtpProxy(Service):
         await asyncio.gather(*self._sessions, return_exceptions=True)
         await server.wait_closed()
 
+    async def reconfigure(self, config: FirewallConfig) -> bool:
+        """Take the firewall's new config; restart (stop, then start in the new mode) only
+        when its proxy part changed. True if the proxy was restarted."""
+        if config.proxy == self.config.proxy:
+            self.config = config
+            return False
+        await self.stop()
+        self.config = config
+        await self.start()
+        return True
+
     async def healthy(self) -> bool:
         if self.mode == "none":
             return True

@@ -1,0 +1,121 @@
+"""The zones a DNS service is authoritative for, each served from its file in the node.
+
+Zone files live at ``/etc/bind/db.<zone>`` in the node and are re-read when their mtime
+or size changes, so a trainee can fix (or break) a zone by editing it; a file that does
+not load leaves the old data serving and a BIND-style line in ``/var/log/named.log``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from dnslib import DNSLabel
+
+from lab.errors import LabError
+from lab.services.base import NodeContext
+from lab.services.zonefile import ZoneData, ZoneError, load_zone, zone_file_name
+
+NAMED_LOG = "/var/log/named.log"
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def bind_time(now: datetime | None = None) -> str:
+    """BIND's log timestamp: ``25-Nov-2024 16:50:01.123``."""
+    now = now or datetime.now()
+    return (f"{now.day:02d}-{_MONTHS[now.month - 1]}-{now.year} "
+            f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}")
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """What tells a changed file: (mtime in ns, size), or None if it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+@dataclass
+class ZoneSlot:
+    """One zone: its file (in the node and on the host), the data serving, the file's stamp."""
+
+    name: str
+    node_path: str
+    path: Path
+    data: ZoneData
+    stamp: tuple[int, int] | None
+
+    @property
+    def log_name(self) -> str:
+        return f"{str(self.data.origin).rstrip('.') or '.'}/IN"
+
+
+class ZoneSet:
+    """A node's authoritative zones by name (``slots``), loaded and reloaded from files."""
+
+    def __init__(self, node: NodeContext) -> None:
+        self.node = node
+        self.slots: dict[str, ZoneSlot] = {}
+
+    def log(self, message: str) -> None:
+        path = self.node.path(NAMED_LOG)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                f.write(f"{bind_time()} {message}\n")
+        except OSError:
+            pass  # a log we cannot write must not take DNS down
+
+    def install(self, name: str, text: str) -> None:
+        """Write the zone file the first time; a restart loads the file as it is now
+        (with a trainee's edits or a fault's changes), like a real name server."""
+        node_path = f"/etc/bind/{zone_file_name(name)}"
+        path = self.node.path(node_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            text = path.read_text()
+        else:
+            path.write_text(text)
+        try:
+            data = load_zone(name, text)
+        except ZoneError as e:
+            raise LabError(f"dns on {self.node.name}: zone {name}: {e}") from None
+        slot = ZoneSlot(name, node_path, path, data, file_stamp(path))
+        self.slots[name] = slot
+        self.log(f"zone {slot.log_name}: loaded serial {data.serial}")
+
+    def reload(self) -> None:
+        """Re-read every zone file whose mtime or size changed; keep old data if it is bad."""
+        for slot in self.slots.values():
+            stamp = file_stamp(slot.path)
+            if stamp == slot.stamp:
+                continue
+            slot.stamp = stamp
+            try:
+                text = slot.path.read_text()
+                data = load_zone(slot.name, text, filename=slot.path.name)
+            except OSError as e:
+                reason = f"{e.strerror or e}"
+            except UnicodeDecodeError:
+                reason = "file is not text"
+            except ZoneError as e:
+                reason = str(e)
+            else:
+                slot.data = data
+                self.log(f"zone {slot.log_name}: loaded serial {data.serial}")
+                continue
+            self.log(f"zone {slot.log_name}: loading from master file {slot.node_path} "
+                     f"failed: {reason}")
+
+    def zone_for(self, qname: DNSLabel) -> ZoneData | None:
+        """The deepest zone that contains ``qname``, or None."""
+        best: ZoneData | None = None
+        for slot in self.slots.values():
+            data = slot.data
+            if data.contains(qname) and (best is None
+                                         or len(data.origin.label) > len(best.origin.label)):
+                best = data
+        return best
