@@ -248,6 +248,11 @@ def _report(fd: int, message: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Build the lab, report on the ready pipe, serve until stopped, tear down.
+
+    Always a fresh interpreter started by `lab up` (not a fork of it): a fork would show
+    `lab up`'s or `lab start`'s arguments as the supervisor's command line, which every
+    node can read (DESIGN.md rule 4)."""
     print(f"supervisor started, imports took {time.monotonic() - _T0:.3f} s", flush=True)
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
