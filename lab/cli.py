@@ -156,8 +156,9 @@ def render_status(status: dict[str, Any]) -> str:
         if gateways:
             lines.append(f"{'':<10} route  {gateways[0]}")
         if node.get("services"):
-            lines.append(f"{'':<10} svc    " + ", ".join(
-                f"{s['kind']} {'healthy' if s['healthy'] else 'UNHEALTHY'}" for s in node["services"]))
+            health = [f"{s['kind']} {'healthy' if s['healthy'] else 'UNHEALTHY'}"
+                      for s in node["services"]]
+            lines.append(f"{'':<10} svc    " + ", ".join(health))
     return "\n".join(lines)
 
 

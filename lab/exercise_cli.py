@@ -12,7 +12,8 @@ from lab.errors import LabError
 
 
 def add_parsers(sub, add_lab) -> None:
-    p = sub.add_parser("start", help="start an exercise: bring a lab up, break it, print the ticket")
+    p = sub.add_parser("start",
+                       help="start an exercise: bring a lab up, break it, print the ticket")
     p.add_argument("scenario", help="a name from scenarios/ or a path")
     p.add_argument("--seed", type=int, default=None, help="draw faults with this seed")
     p.add_argument("--fault", action="append", default=[], metavar="NAME",

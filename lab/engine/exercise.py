@@ -45,7 +45,7 @@ class Exercise:
                           time_limit=scenario.time_limit, faults=faults, red_herrings=herrings)
         return cls(scenario, attempt, healthy)
 
-    def _open(self) -> Attempt:
+    def ensure_open(self) -> Attempt:
         if self.scored:
             raise LabError("this attempt has been scored", hint="start a new one with `lab start`")
         return self.attempt
@@ -64,7 +64,7 @@ class Exercise:
         return len(self.scenario.hints) - len(self.attempt.hints)
 
     def hint(self) -> dict[str, Any]:
-        attempt = self._open()
+        attempt = self.ensure_open()
         index = len(attempt.hints)
         if index >= len(self.scenario.hints):
             raise LabError("no more hints for this scenario")
@@ -74,7 +74,7 @@ class Exercise:
                 "cost": hint.cost}
 
     def submit(self, cause: str, node: str, nodes: set[str]) -> dict[str, Any]:
-        attempt = self._open()
+        attempt = self.ensure_open()
         if node not in nodes:
             raise LabError(f"unknown node '{node}'", hint="nodes: " + ", ".join(sorted(nodes)))
         attempt.submit(cause, node)
@@ -90,7 +90,7 @@ class Exercise:
 
     def score(self, lab: LabContext, probes: list[dict[str, Any]], results: Path
               ) -> dict[str, Any]:
-        attempt = self._open()
+        attempt = self.ensure_open()
         attempt.finish()
         attempt.probes = {p["name"]: Probe(p["passed"], p["detail"]) for p in probes}
         causes = {f.cause for f in attempt.faults + attempt.red_herrings}

@@ -35,15 +35,16 @@ class NodeFiles:
         self.path("/etc/hostname").write_text(self.name + "\n")
 
     def mount_commands(self, hide: list[Path], node_bin: Path) -> list[str]:
-        q = lambda p: shlex.quote(str(p))
-        cmds = [
-            "mount -t overlay lab-etc -o "
-            f"lowerdir=/etc,upperdir={q(self.path('/etc'))},workdir={q(self.path('/.etc-work'))} /etc"
-        ]
+        def q(path: Path | str) -> str:
+            return shlex.quote(str(path))
+
+        upper, work = q(self.path("/etc")), q(self.path("/.etc-work"))
+        cmds = [f"mount -t overlay lab-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"]
         cmds += [f"mount --bind {q(self.path(d))} {d}" for d in PRIVATE_DIRS]
         cmds.append(f"mount --bind -o ro {q(node_bin)} {MOUNT_POINT}")
         for path in hide:
-            cmds.append(f"mkdir -p {q(path)} && mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(path)}")
+            cmds.append(f"mkdir -p {q(path)} && "
+                        f"mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(path)}")
         return cmds
 
 

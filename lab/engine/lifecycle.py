@@ -169,7 +169,8 @@ def _start_supervisor(lab: str) -> None:
     _remove(lab, set())
     if message.startswith("error: "):
         raise LabError(message[len("error: "):].strip())
-    raise LabError(f"lab '{lab}' did not come up: " + (log_tail.strip().splitlines() or ["no output"])[-1])
+    last = (log_tail.strip().splitlines() or ["no output"])[-1]
+    raise LabError(f"lab '{lab}' did not come up: {last}")
 
 
 def _read_until_eof(fd: int, timeout: float) -> str:

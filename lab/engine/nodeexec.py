@@ -55,6 +55,7 @@ def run(lab: str, node: str, argv: list[str], timeout: float = 10.0,
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        return subprocess.CompletedProcess(prefix + argv, 124, out, err + f"\n(timed out after {timeout:g} s)")
+        err += f"\n(timed out after {timeout:g} s)"
+        return subprocess.CompletedProcess(prefix + argv, 124, out, err)
     except FileNotFoundError as e:
         raise LabError(f"cannot run in node {node}: {e}") from None

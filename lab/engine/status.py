@@ -16,7 +16,8 @@ def node_status(node: Any) -> dict[str, Any]:
         interfaces.append({
             "name": link["ifname"],
             "state": link.get("operstate", "UNKNOWN"),
-            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"],
+            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                          if a.get("family") == "inet"],
         })
     table = []
     for r in routes:

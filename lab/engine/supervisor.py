@@ -6,11 +6,7 @@ serves the control socket until `lab down` (or SIGTERM) and tears everything dow
 """
 from __future__ import annotations
 
-import time
-
-_T0 = time.monotonic()
-
-import asyncio  # noqa: E402
+import asyncio
 import json
 import os
 import shutil
@@ -190,7 +186,7 @@ class Supervisor:
         from lab.probes import run_probes
 
         exercise = self._exercise()
-        exercise._open()
+        exercise.ensure_open()
         probes = [r.to_dict() for r in await run_probes(self.services)]
         return exercise.score(self.lab_context(), probes, Path(results))
 
@@ -253,7 +249,6 @@ def main(argv: list[str]) -> int:
     Always a fresh interpreter started by `lab up` (not a fork of it): a fork would show
     `lab up`'s or `lab start`'s arguments as the supervisor's command line, which every
     node can read (DESIGN.md rule 4)."""
-    print(f"supervisor started, imports took {time.monotonic() - _T0:.3f} s", flush=True)
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
     sup = None

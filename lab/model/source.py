@@ -85,7 +85,8 @@ def field_name(loc: Loc) -> str:
     return out
 
 
-def problems_from(error: ValidationError, lines: dict[Loc, int]) -> list[tuple[int | None, str, str]]:
+def problems_from(error: ValidationError, lines: dict[Loc, int]
+                  ) -> list[tuple[int | None, str, str]]:
     problems = []
     for err in error.errors():
         # pydantic puts union/function-validator tags into loc; drop the non-field parts

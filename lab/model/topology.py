@@ -151,7 +151,8 @@ def _node_problems(
         ]:
             floc = loc + (field if isinstance(field, tuple) else (field,))
             if addr.ip not in segment.subnet:
-                found.append((floc, f"{addr.ip} is not in segment {intf.segment} ({segment.subnet})"))
+                found.append((floc, f"{addr.ip} is not in segment {intf.segment} "
+                                    f"({segment.subnet})"))
             if addr.ip in seen:
                 found.append((floc, f"{addr.ip} is already used by {seen[addr.ip]}"))
             seen.setdefault(addr.ip, name)
@@ -164,7 +165,8 @@ def _node_problems(
                               f"{name} has no interface on segment '{fw.get(side)}'"))
     nets = node.connected()
     if node.gateway is not None and not any(node.gateway in n for n in nets):
-        found.append((base + ("gateway",), f"{node.gateway} is not on a segment {name} is attached to"))
+        found.append((base + ("gateway",),
+                      f"{node.gateway} is not on a segment {name} is attached to"))
     for j, route in enumerate(node.routes):
         if not any(route.via in n for n in nets):
             found.append((base + ("routes", j, "via"), f"{route.via} is not directly reachable"))

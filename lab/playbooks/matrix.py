@@ -21,7 +21,8 @@ from lab.engine.attempt import attempt_lab
 from lab.playbooks.runner import PlaybookResult, StepResult, run_playbook
 
 PLAYBOOK_DIR = lifecycle.PROJECT_ROOT / "playbooks"
-DEFAULT_JOBS = 4  # runs mostly wait: on the 2-core machine 4 jobs took half the time of 2 (bench/matrix_bench.py)
+# runs mostly wait: on the 2-core machine 4 jobs took half the time of 2 (bench/matrix_bench.py)
+DEFAULT_JOBS = 4
 
 
 class Cancelled(LabError):
