@@ -134,3 +134,13 @@ def test_netguard_without_log(tmp_path) -> None:
                         str(tmp_path)], capture_output=True, text=True, timeout=30, check=False)
     assert p.returncode == 1
     assert p.stderr.strip() == NO_LOG == "netguard: no connection log (is this the firewall?)"
+
+
+def test_error_log_line(tmp_path) -> None:
+    from lab.services.base import NodeContext
+    from lab.services.fwlog import ERROR_LOG, log_error
+
+    node = NodeContext("fw", tmp_path)
+    line = log_error(node, "smtp-proxy", "relay to 10.1.0.25:25 failed: Connection refused")
+    assert line.split(" ", 1)[1] == "smtp-proxy: relay to 10.1.0.25:25 failed: Connection refused"
+    assert node.path(ERROR_LOG).read_text() == line + "\n"

@@ -32,6 +32,7 @@ from typing import Any
 
 from lab.model.alerts import AlertsConfig
 from lab.services.base import NodeContext, Service
+from lab.services.fwlog import log_error
 from lab.services.mxlookup import DnsError, lookup_a
 from lab.services.smtpclient import SmtpError, send_message
 
@@ -511,6 +512,8 @@ class AlertMailer(Service):
         if env_path.exists():  # not removed by hand while we tried
             write_envelope(self.node.root, envelope)
         self.log(log_status(envelope.alert_id, envelope.recipient, server, "deferred", error))
+        log_error(self.node, "alerts", f"alert {envelope.alert_id} to <{envelope.recipient}> "
+                  f"not delivered via {server}: {error}; kept in the spool")
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from lab.errors import LabError
 from lab.model.firewall import FirewallConfig
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import ConnLog, StaticEntry
+from lab.services.fwlog import ConnLog, StaticEntry, log_error
 from lab.services.nftrules import FILTER_TABLE, NAT_TABLE, FirewallAddresses, render_ruleset
 
 Runner = Callable[[list[str], "str | None"], tuple[int, str, str]]
@@ -56,9 +56,11 @@ class FirewallService(Service):
         text = render_ruleset(config, self.external_if, self.internal_if, self.fw_addresses)
         rc, _out, err = self.run(["nft", "-c", "-f", "-"], text)
         if rc != 0:
+            log_error(self.node, "ruleset", f"rejected by nftables, old rules kept: {err.strip()}")
             raise LabError(f"{self.node.name}: nftables rejected the ruleset: {err.strip()}")
         rc, _out, err = self.run(["nft", "-f", "-"], text)
         if rc != 0:
+            log_error(self.node, "ruleset", f"loading failed: {err.strip()}")
             raise LabError(f"{self.node.name}: loading the ruleset failed: {err.strip()}")
         self.config = config
         self.conn_log.static_nat = [StaticEntry(s.public, s.private) for s in config.static_nat]

@@ -28,6 +28,7 @@ from lab.services.base import NodeContext
 log = logging.getLogger(__name__)
 
 CONN_LOG = "/var/log/netguard/conn.log"
+ERROR_LOG = "/var/log/netguard/error.log"  # what went wrong, for the admin (METHOD.md step 7)
 
 NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
@@ -251,6 +252,13 @@ def log_proxy(node: NodeContext, verdict: str, src: tuple[str, int], dst: tuple[
         extras.append(("relay", _endpoint(*relay)))
     line = format_line(timestamp(), verdict, "tcp", src[0], src[1], dst[0], dst[1], extras)
     append_line(node.path(CONN_LOG), line)
+    return line
+
+
+def log_error(node: NodeContext, component: str, message: str) -> str:
+    """Append a line to the firewall's error log: ``<time> <component>: <message>``."""
+    line = f"{timestamp()} {component}: {message}"
+    append_line(node.path(ERROR_LOG), line)
     return line
 
 

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from lab.model.firewall import FirewallConfig
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import log_proxy
+from lab.services.fwlog import log_error, log_proxy
 from lab.services.nftrules import PROXY_MARK
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ class SmtpProxy(Service):
         target = self._target(dst)
         if target is None:
             log_proxy(self.node, "D", peer, dst, self.mode)
+            log_error(self.node, "smtp-proxy", f"no static NAT for {dst[0]}: session from "
+                      f"{peer[0]} refused (421)")
             writer.write(b"421 4.4.0 proxy: no route to mail server\r\n")
             await writer.drain()
             return
@@ -287,9 +289,11 @@ class SmtpProxy(Service):
         try:
             up.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROXY_MARK)
             await asyncio.wait_for(loop.sock_connect(up, target), self.connect_timeout)
-        except (TimeoutError, OSError):
+        except (TimeoutError, OSError) as e:
             up.close()
             log_proxy(self.node, "D", peer, dst, self.mode, relay=target)
+            log_error(self.node, "smtp-proxy", f"connect to mail server {target[0]}:{target[1]}"
+                      f" failed: {e or 'timed out'}; session from {peer[0]} refused (421)")
             writer.write(b"421 4.4.1 proxy: mail server not responding\r\n")
             await writer.drain()
             return
@@ -314,11 +318,14 @@ class SmtpProxy(Service):
                                 list(envelope.rcpt_tos), data, self.hostname,
                                 timeout=self.connect_timeout)
             except (TimeoutError, OSError, SmtpRelayError) as e:
-                log.info("%s: relay to %s failed: %s", self.node.name, server, e)
+                log_error(self.node, "smtp-proxy", f"relay to {server}:25 failed: "
+                          f"{e or 'timed out'}")
                 continue
             log_proxy(self.node, "Xr", src, dst, self.mode, relay=(server, 25))
             return "250 2.0.0 OK: relayed"
         log_proxy(self.node, "D", src, dst, self.mode)
+        log_error(self.node, "smtp-proxy", f"message from {src[0]} not relayed: no mail "
+                  f"server in the servers list accepted it (451)")
         return "451 4.4.1 proxy: no mail server reachable"
 
 
