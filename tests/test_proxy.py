@@ -19,14 +19,9 @@ from netns_helpers import (
 )
 
 from lab.services.base import NodeContext
-from lab.services.proxy import SmtpProxy, SmtpRelayError, _reply, dot_stuff, original_dst, smtp_send
+from lab.services.proxy import SmtpProxy, SmtpRelayError, original_dst, smtp_send
 
 MESSAGE = b"Subject: test\r\n\r\nhello\r\n.leading dot\r\n"
-
-
-def test_dot_stuff() -> None:
-    assert dot_stuff(MESSAGE) == b"Subject: test\r\n\r\nhello\r\n..leading dot\r\n.\r\n"
-    assert dot_stuff(b"a\nb") == b"a\r\nb\r\n.\r\n"
 
 
 def test_original_dst_decodes_sockaddr_in() -> None:
@@ -36,18 +31,6 @@ def test_original_dst_decodes_sockaddr_in() -> None:
             return struct.pack("!HH4s8x", socket.AF_INET, 25, socket.inet_aton("203.0.113.25"))
 
     assert original_dst(FakeSock()) == ("203.0.113.25", 25)
-
-
-def test_reply_reads_multiline() -> None:
-    async def main():
-        reader = asyncio.StreamReader()
-        reader.feed_data(b"250-mx.example.net\r\n250-SIZE 100\r\n250 HELP\r\n")
-        assert await _reply(reader, 1) == (250, "250 HELP")
-        reader.feed_data(b"garbage\r\n")
-        with pytest.raises(SmtpRelayError):
-            await _reply(reader, 1)
-
-    asyncio.run(main())
 
 
 # ---------------------------------------------------------------- root tests

@@ -26,6 +26,7 @@ from lab.model.firewall import FirewallConfig
 from lab.services.base import NodeContext, Service
 from lab.services.fwlog import log_error, log_proxy
 from lab.services.nftrules import PROXY_MARK
+from lab.services.smtpclient import SmtpError, read_reply, send_message
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +42,7 @@ def original_dst(sock) -> tuple[str, int]:
 
 
 class SmtpRelayError(Exception):
-    pass
-
-
-async def _reply(reader: asyncio.StreamReader, timeout: float) -> tuple[int, str]:
-    """One (possibly multi-line) SMTP reply: (code, text of the last line)."""
-    while True:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        if not line:
-            raise SmtpRelayError("connection closed by server")
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if len(text) < 3 or not text[:3].isdigit():
-            raise SmtpRelayError(f"bad reply {text!r}")
-        if len(text) == 3 or text[3] != "-":
-            return int(text[:3]), text
-
-
-def dot_stuff(data: bytes) -> bytes:
-    """Message bytes as the DATA phase sends them: CRLF lines, leading dots doubled, '.'."""
-    lines = data.split(b"\r\n") if b"\r\n" in data else data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    body = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
-    return body + b".\r\n"
+    """The mail server refused the relayed message."""
 
 
 async def smtp_send(
@@ -76,53 +55,26 @@ async def smtp_send(
     timeout: float = 10.0,
     mark: int | None = PROXY_MARK,
 ) -> str:
-    """Deliver one message to ``server`` over a socket in ``node``; returns the final reply.
+    """Relay one message to ``server`` from a socket in ``node`` carrying the proxy's mark
+    (the ruleset lets the proxy's own connections through); returns the final reply.
 
-    Raises OSError / asyncio.TimeoutError when the server is unreachable and
-    SmtpRelayError when it refuses the message.
+    Raises OSError / TimeoutError when the server is unreachable and SmtpRelayError when
+    it refuses the message or a recipient.
     """
-    loop = asyncio.get_running_loop()
     sock = node.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if mark is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
     try:
-        if mark is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
-        await asyncio.wait_for(loop.sock_connect(sock, server), timeout)
-    except BaseException:
-        sock.close()
-        raise
-    reader, writer = await asyncio.open_connection(sock=sock)
-
-    async def command(line: str, want: tuple[int, ...]) -> str:
-        writer.write(line.encode("utf-8") + b"\r\n")
-        await writer.drain()
-        code, text = await _reply(reader, timeout)
-        if code not in want:
-            raise SmtpRelayError(f"{line.split()[0]} -> {text}")
-        return text
-
-    try:
-        code, text = await _reply(reader, timeout)
-        if code != 220:
-            raise SmtpRelayError(f"greeting {text}")
-        await command(f"HELO {helo}", (250,))
-        await command(f"MAIL FROM:<{mail_from}>", (250,))
-        for rcpt in rcpt_tos:
-            await command(f"RCPT TO:<{rcpt}>", (250, 251))
-        await command("DATA", (354,))
-        writer.write(dot_stuff(data))
-        await writer.drain()
-        code, final = await _reply(reader, timeout)
-        if code != 250:
-            raise SmtpRelayError(f"end of data -> {final}")
-        try:
-            writer.write(b"QUIT\r\n")
-            await writer.drain()
-            await _reply(reader, timeout)
-        except (TimeoutError, OSError, SmtpRelayError):
-            pass
-        return final
-    finally:
-        writer.close()
+        result = await send_message(sock, server, mail_from, rcpt_tos, data, helo_name=helo,
+                                    connect_timeout=timeout, timeout=timeout)
+    except SmtpError as e:
+        if e.reply is None and e.stage == "connect":
+            raise OSError(e.detail) from None
+        raise SmtpRelayError(str(e)) from None
+    if result.reply is None or result.refused:
+        refused = ", ".join(f"{r}: {reply}" for r, reply in result.refused.items())
+        raise SmtpRelayError(f"recipients refused: {refused}")
+    return str(result.reply)
 
 
 class _RelayHandler:
@@ -236,13 +188,13 @@ class SmtpProxy(Service):
             await asyncio.wait_for(loop.sock_connect(sock, (self.external_address, 25)), 2)
             reader, writer = await asyncio.open_connection(sock=sock)
             try:
-                code, _ = await _reply(reader, 2)
+                reply = await asyncio.wait_for(read_reply(reader), 2)
                 writer.write(b"QUIT\r\n")
                 await writer.drain()
-                return code == 220
+                return reply.code == 220
             finally:
                 writer.close()
-        except (TimeoutError, OSError, SmtpRelayError):
+        except (TimeoutError, OSError):
             sock.close()
             return False
 
