@@ -109,22 +109,20 @@ class MxNoAddress(Fault):
 
     async def apply(self, lab, params) -> None:
         good, bad = self._data(lab, params)
-        zone = ZoneFile(lab, NS_EXT, MAIL_DOMAIN)
-        origin = zone.origin
-        for g, b in zip(good, bad):
-            pref, target = g.split()
-            zone.replace("@", "MX", b, when=lambda d, p=pref, t=target: len(d.split()) == 2
-                         and d.split()[0] == p and same_name(d.split()[1], t, origin))
-        if zone.save():
-            age_caches(lab, MAIL_DOMAIN, ZONE_TTL)
+        self._swap(lab, good, bad)
 
     async def revert(self, lab, params) -> None:
         good, bad = self._data(lab, params)
+        self._swap(lab, bad, good)
+
+    @staticmethod
+    def _swap(lab, old: list[str], new: list[str]) -> None:
+        """Replace each MX record ``old[i]`` by ``new[i]`` (same preference)."""
         zone = ZoneFile(lab, NS_EXT, MAIL_DOMAIN)
         origin = zone.origin
-        for g, b in zip(good, bad):
-            pref, target = b.split()
-            zone.replace("@", "MX", g, when=lambda d, p=pref, t=target: len(d.split()) == 2
+        for o, n in zip(old, new):
+            pref, target = o.split()
+            zone.replace("@", "MX", n, when=lambda d, p=pref, t=target: len(d.split()) == 2
                          and d.split()[0] == p and same_name(d.split()[1], t, origin))
         if zone.save():
             age_caches(lab, MAIL_DOMAIN, ZONE_TTL)
