@@ -53,6 +53,16 @@ def test_exec_runs_inside_the_node(lab, node_exec):
     assert node_exec(lab, "ns-int", "cat", "/etc/hostname").stdout == "ns-int\n"
 
 
+def test_exec_passes_only_terminal_and_locale_environment(lab, node_exec):
+    """Whatever launched `lab` (a test runner, a CI job) stays out of the node."""
+    env = {**os.environ, "LANG": "C.UTF-8", "SOME_CALLER_SECRET": "x", "TERM": "vt100"}
+    seen = dict(line.split("=", 1) for line in
+                node_exec(lab, "mx", "env", env=env).stdout.splitlines() if "=" in line)
+    assert "SOME_CALLER_SECRET" not in seen
+    assert (seen["LANG"], seen["TERM"], seen["LAB_NODE"], seen["HOME"]) == (
+        "C.UTF-8", "vt100", "mx", "/root")
+
+
 def error_text(p: subprocess.CompletedProcess) -> list[str]:
     assert p.returncode == 1
     assert p.stdout == ""
