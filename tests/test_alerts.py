@@ -520,3 +520,30 @@ def test_settings_file_carries_config_to_the_cli(lab):
                                                    "mx.example.org")
     lab.fw.path(alerts.SETTINGS).write_text("to: nonsense\n")
     assert alerts.read_settings(lab.fw.root) == AlertsConfig()
+
+
+def test_a_stalled_session_does_not_hold_up_later_alerts(lab):
+    """A mail server that accepts but never answers (a lossy link, a hung server) keeps one
+    alert's session open; the next alert still gets its own delivery attempt at once."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def stall(_reader, writer):
+        connections.append(writer)  # no banner: the client waits for its session timeout
+
+    async def go():
+        server = await asyncio.start_server(stall, MAIL_IP, lab.smtp_port)
+        mailer = lab.mailer(scan_interval=0.05)
+        await mailer.start()
+        try:
+            mailer.raise_alert("first")
+            await until(lambda: len(connections) == 1, timeout=3)
+            mailer.raise_alert("second")
+            await until(lambda: len(connections) == 2, timeout=3)
+        finally:
+            await mailer.stop()
+            for writer in connections:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    run(go())

@@ -404,6 +404,27 @@ def test_zone_file_edit_is_reloaded_and_a_broken_edit_keeps_old_data(world, tmp_
     assert (tmp_path / "root" / "etc" / "bind" / "db.root").exists()
 
 
+def test_restart_serves_the_zone_file_as_edited_and_empties_the_cache(world, tmp_path):
+    """Like a real name server: a restart reads the zone files as they are now (a trainee's
+    repair, or a fault, stays) and a restarted resolver starts with an empty cache."""
+    zone_file = tmp_path / "auth" / "etc" / "bind" / "db.example.net"
+
+    async def scenario():
+        async with world:
+            world["resolver"].cache.seed("mail.example.net", "A", "203.0.113.99", ttl=86400)
+            zone_file.write_text(zone_file.read_text().replace("203.0.113.25", "203.0.113.26"))
+            for name in ("auth", "resolver"):
+                await world[name].stop()
+                await world[name].start()
+            auth = await world.ask("auth", "mail.example.net")
+            resolved = await world.ask("resolver", "mail.example.net")
+            return auth, resolved
+
+    auth, resolved = run(scenario())
+    assert rrs(auth.rr) == ["A 203.0.113.26"]
+    assert rrs(resolved.rr) == ["A 203.0.113.26"]
+
+
 # --- robustness --------------------------------------------------------------------------------
 
 

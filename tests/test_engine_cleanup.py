@@ -189,3 +189,25 @@ def test_unmarked_node_process_is_stopped(way, labs, lab_cli, lab_state, node_ex
         assert lab_cli("clean").returncode == 0
     assert wait_gone(pid, start, timeout=1.0)
     assert namespace_holders("net", {state["nodes"]["mx"]["netns"]}, lab) == []
+
+
+def test_clean_leaves_a_lab_that_is_still_starting_alone(labs, lab_cli, lab_command, state_root):
+    """Between `lab up` claiming the name and the supervisor recording itself, the lab
+    has no state yet; `lab clean` must not take that for a dead lab."""
+    import subprocess
+
+    name = labs.claim("t-cl-starting")
+    cmd, cwd = lab_command
+    up = subprocess.Popen([*cmd, "up", "mail-dmz", "--lab", name], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not (state_root / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert (state_root / name).exists()
+    listed = {r["lab"]: r for r in json.loads(lab_cli("ls", "--json").stdout)}
+    cleaned = lab_cli("clean")
+    out, err = up.communicate(timeout=60)
+    assert up.returncode == 0, err
+    assert f"cleaned lab {name}" not in cleaned.stdout
+    assert listed[name]["state"] in ("starting", "running")
+    assert lab_cli("exec", "--lab", name, "admin", "--", "true").returncode == 0
