@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LAB=".venv/bin/lab"
 NAME="demo-$$"
-RESULTS="$(mktemp -d /tmp/lab-demo-results.XXXXXX)"
-trap '$LAB down --lab "$NAME" >/dev/null 2>&1 || true; rm -rf "$RESULTS"' EXIT
+trap '$LAB down --lab "$NAME" >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -40,14 +39,13 @@ step "verify end to end: inbound mail, outbound mail, a firewall alert"
 run $LAB verify --lab "$NAME"
 
 step "score"
-run $LAB score --lab "$NAME" --results "$RESULTS"
+run $LAB score --lab "$NAME"
 run $LAB down --lab "$NAME"
 
 step "the reference playbooks diagnose three scenarios on their own"
 run $LAB playbook run inbound outbound alerts --scenario dns-outage --scenario nat-inbound \
-    --scenario alerts-missing --results "$RESULTS"
+    --scenario alerts-missing
 
 trap - EXIT
-rm -rf "$RESULTS"
 echo
 echo "demo finished"
