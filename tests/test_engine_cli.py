@@ -157,3 +157,15 @@ def test_shell_prompt_names_lab_and_node(shell_in_pty, lab, node):
     assert f"\r\n{node}\r\n".encode() in out
     os.write(fd, b"exit 0\n")
     assert proc.wait(timeout=10) == 0
+
+
+def test_supervisor_does_not_inherit_the_callers_environment(labs, lab_cli, lab_state):
+    """Every node can read the supervisor's environment; under sudo the caller's holds the
+    whole command line (`lab start ... --fault NAME`)."""
+    name = labs.claim("t-cli-env")
+    env = {**os.environ, "SUDO_COMMAND": "lab start x --fault dns-wrong-address"}
+    assert lab_cli("up", "mail-dmz", "--lab", name, env=env).returncode == 0
+    pid = lab_state(name)["supervisor"]["pid"]
+    environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    assert not [e for e in environ if e.startswith(b"SUDO_")]
+    assert f"LAB_INSTANCE={name}".encode() in environ

@@ -15,6 +15,7 @@ import yaml
 from lab.engine import control
 from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
 from lab.engine.state import (
+    NODE_PATH,
     OWNER_ENV,
     LabState,
     ProcRef,
@@ -150,6 +151,16 @@ def _claim(lab: str) -> None:
                        hint="`lab clean` removes it") from None
 
 
+def supervisor_env(lab: str) -> dict[str, str]:
+    """The supervisor's environment, which its node shells inherit and every node can read
+    (/proc/PID/environ): the lab's own settings only. Not the caller's: under sudo that
+    holds SUDO_COMMAND, the whole `lab start ... --fault NAME` line (DESIGN.md rule 4)."""
+    env = {k: v for k, v in os.environ.items()
+           if k in ("LANG", "TZ") or k.startswith(("LC_", "LAB_"))}
+    env.update({"PATH": NODE_PATH, "HOME": "/root", OWNER_ENV: lab})
+    return env
+
+
 def _start_supervisor(lab: str) -> None:
     d = lab_dir(lab)
     read_fd, write_fd = os.pipe()
@@ -157,7 +168,7 @@ def _start_supervisor(lab: str) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lab.engine.supervisor", lab, str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, OWNER_ENV: lab}, cwd="/",
+            start_new_session=True, env=supervisor_env(lab), cwd="/",
         )
     os.close(write_fd)
     message = _read_until_eof(read_fd, UP_TIMEOUT)

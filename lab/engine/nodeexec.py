@@ -6,14 +6,12 @@ import os
 import subprocess
 
 from lab.engine import control, lifecycle
-from lab.engine.state import OWNER_ENV
+from lab.engine.state import NODE_PATH, OWNER_ENV
 from lab.errors import LabError
-
 
 # what a command in a node inherits from the caller's environment: the terminal and
 # locale, nothing else (not whatever tool or test launched `lab`)
 PASSED_ENV = ("TERM", "LANG", "LANGUAGE", "TZ", "COLUMNS", "LINES", "COLORTERM")
-NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def node_env(lab: str, node: str) -> dict[str, str]:

@@ -17,6 +17,8 @@ from lab.errors import LabError
 
 LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 OWNER_ENV = "LAB_INSTANCE"  # every process a lab starts carries OWNER_ENV=<lab name>
+# the command path of everything a lab runs (not the caller's)
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def state_root() -> Path:
