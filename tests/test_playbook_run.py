@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -146,3 +147,23 @@ def test_ctrl_c_leaves_no_lab(lab_command, state_root: Path, tmp_path: Path) -> 
             proc.kill()
     assert proc.returncode == 130
     assert not (state_root / lab).exists(), f"lab {lab} was left behind after Ctrl-C"
+
+
+@pytest.fixture(scope="module")
+def arp_lab(module_labs) -> str:
+    return module_labs.up("t-pb-arp")
+
+
+@pytest.mark.parametrize("host, result", [
+    ("10.1.0.25", "answered"),      # mx, on admin's link
+    ("10.1.0.254", "silent"),       # nothing has that address (a wrong gateway, say)
+    ("203.0.113.20", "not on link"),  # routed through fw
+])
+def test_scapy_arp_probe_in_a_node(host, result, arp_lab, node_exec) -> None:
+    """The arp probe crafts a who-has with scapy inside the node, through the exec path."""
+    p = node_exec(arp_lab, "admin", sys.executable, "-m", "lab.playbooks.probe", "arp",
+                  json.dumps({"host": host, "count": 1}))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["result"] == result and out["interface"] == "eth0"
+    assert bool(out["mac"]) == (result == "answered")

@@ -27,8 +27,9 @@ PROBE_FIELDS: dict[str, tuple[str, ...]] = {
     "smtp": ("result", "stage", "banner", "helo", "mail", "rcpt", "data", "body", "last",
              "reply"),
     "ping": ("sent", "received", "loss"),
+    "arp": ("result", "mac", "interface"),
 }
-ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "hook")
+ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "arp", "hook")
 
 
 class Strict(BaseModel):
@@ -159,6 +160,11 @@ class PingProbe(Strict):
     interval: float = Field(0.05, ge=0.01, le=2)
 
 
+class ArpProbe(Strict):
+    host: str
+    count: int = Field(2, ge=1, le=10)
+
+
 class Step(Strict):
     id: str = Field(pattern=STEP_PATTERN)
     node: str
@@ -172,6 +178,7 @@ class Step(Strict):
     tcp: TcpProbe | None = None
     smtp: SmtpProbe | None = None
     ping: PingProbe | None = None
+    arp: ArpProbe | None = None
     hook: str | None = None
     args: dict[str, Any] = {}
     facts: dict[str, FactSpec] = {}

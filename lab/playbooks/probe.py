@@ -10,6 +10,9 @@ commands): ``python -m lab.playbooks.probe KIND JSON-ARGS``. Each prints one JSO
                                           the reply code of each stage (banner, helo, mail,
                                           rcpt, data), the stage reached and the last reply
     ping  {host, count, interval}         sent, received, loss (percent)
+    arp   {host, count}                   result: answered or silent; mac; interface
+                                          (scapy: who-has on the link toward host; tells
+                                          "no such neighbour" from "neighbour ignores IP")
 
 Uses only sockets and dnslib, so the answers are what the node's own network and
 resolver give (DESIGN.md rule 3).
@@ -147,7 +150,26 @@ def ping(host: str, count: int = 3, interval: float = 0.05, timeout: float = 1.0
     return {"sent": sent, "received": received, "loss": loss}
 
 
-PROBES = {"dns": dns, "tcp": tcp, "smtp": smtp, "ping": ping}
+def arp(host: str, count: int = 2, timeout: float = 1.0) -> dict[str, Any]:
+    """ARP who-has ``host`` on the interface the node's routing table picks, crafted and
+    read with scapy: a neighbour that answers ARP is on the link even when it ignores or
+    filters IP (ping, TCP); silence means nothing with that address is there."""
+    from scapy.all import ARP, Ether, conf, srp  # noqa: PLC0415 - slow import, only here
+
+    conf.verb = 0
+    iface, _src, gateway = conf.route.route(host)
+    out: dict[str, Any] = {"result": "silent", "mac": "", "interface": str(iface)}
+    if gateway not in ("0.0.0.0", host):
+        out["result"] = "not on link"  # routed: ARP would ask for the gateway, not for host
+        return out
+    answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=host), iface=iface,
+                      timeout=timeout, retry=count - 1)
+    for _sent, reply in answered:
+        out.update(result="answered", mac=reply[ARP].hwsrc)
+    return out
+
+
+PROBES = {"dns": dns, "tcp": tcp, "smtp": smtp, "ping": ping, "arp": arp}
 
 
 def main(argv: list[str]) -> int:
