@@ -27,9 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_VENV_LAB = Path(sys.executable).with_name("lab")
-LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
+from labcli import run_lab, timed_lab, topology_path
+
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"b{os.getpid()}"
 
@@ -85,13 +84,7 @@ class Bench:
         self.count = 0
 
     def lab(self, *args: str) -> float:
-        started = time.perf_counter()
-        p = subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                           timeout=120, check=False)
-        took = time.perf_counter() - started
-        if p.returncode != 0:
-            raise RuntimeError(f"lab {' '.join(args)} failed: {p.stderr.strip()}")
-        return took
+        return timed_lab(*args)[0]
 
     def lab_up(self) -> tuple[str, float]:
         self.count += 1
@@ -132,16 +125,10 @@ class Bench:
                     proc.kill()
                     proc.wait()
         for name in list(self.labs):
-            subprocess.run([*LAB_CMD, "down", "--lab", name], capture_output=True,
-                           cwd=PROJECT_ROOT, timeout=60, check=False)
+            run_lab("down", "--lab", name, timeout=60)
         if any((STATE_ROOT / name).exists() for name in self.labs):
-            subprocess.run([*LAB_CMD, "clean"], capture_output=True, cwd=PROJECT_ROOT,
-                           timeout=60, check=False)
+            run_lab("clean", timeout=60)
 
-
-def topology_path(ref: str) -> Path:
-    path = Path(ref)
-    return path if path.suffix in (".yaml", ".yml") else PROJECT_ROOT / "topologies" / f"{ref}.yaml"
 
 
 def measure(bench: Bench, runs: int, many: int) -> list[str]:

@@ -22,12 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
-_VENV_LAB = Path(sys.executable).with_name("lab")
-LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
+from labcli import timed_lab
+
 PREFIX = f"xb{os.getpid() & 0xffff:04x}"
 FORCED = "dns-wrong-address"
 
@@ -44,13 +41,7 @@ class Bench:
         return lab
 
     def lab(self, *args: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
-        t0 = time.perf_counter()
-        p = subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                           timeout=180, check=False)
-        dt = time.perf_counter() - t0
-        if check and p.returncode != 0:
-            raise RuntimeError(f"lab {' '.join(args)} failed: {p.stderr.strip()}")
-        return dt, p
+        return timed_lab(*args, timeout=180, check=check)
 
     def down(self, lab: str) -> None:
         self.lab("down", "--lab", lab, check=False)

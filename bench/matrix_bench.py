@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import labcli  # noqa: E402,F401 - puts the project on sys.path
 
-from lab.engine.lifecycle import SCENARIO_DIR, require_root
 from lab.engine.attempt import load
+from lab.engine.lifecycle import SCENARIO_DIR, require_root
 from lab.playbooks.matrix import DEFAULT_JOBS, Matrix, load_playbook_ref, plan
 
 PLAYBOOKS = ("inbound", "outbound", "alerts")

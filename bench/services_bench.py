@@ -30,17 +30,14 @@ import time
 from pathlib import Path
 
 import yaml
+from labcli import LAB_CMD, PROJECT_ROOT, run_lab, topology_path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_VENV_LAB = Path(sys.executable).with_name("lab")
-LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"b3-{os.getpid()}"
 
 
 def lab(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=timeout, check=False)
+    return run_lab(*args, timeout=timeout)
 
 
 def must(p: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
@@ -48,10 +45,6 @@ def must(p: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProce
         raise SystemExit(f"{what} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
     return p
 
-
-def topology_path(topology: str) -> Path:
-    p = Path(topology)
-    return p if p.suffix in (".yaml", ".yml") else PROJECT_ROOT / "topologies" / f"{topology}.yaml"
 
 
 def without_services(src: Path, dest_dir: Path) -> Path:

@@ -32,6 +32,14 @@ PROBE_FIELDS: dict[str, tuple[str, ...]] = {
 ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "arp", "hook")
 
 
+def _valid_regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise ValueError(f"not a regular expression: {e}") from None
+    return text
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -58,12 +66,7 @@ class Condition(Strict):
     @field_validator("matches")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as e:
-                raise ValueError(f"not a regular expression: {e}") from None
-        return v
+        return v if v is None else _valid_regex(v)
 
     @model_validator(mode="after")
     def _one_shape(self) -> Condition:
@@ -116,11 +119,7 @@ class FactSpec(Strict):
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"not a regular expression: {e}") from None
-        return v
+        return _valid_regex(v)
 
     @model_validator(mode="after")
     def _group(self) -> FactSpec:

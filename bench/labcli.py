@@ -1,0 +1,37 @@
+"""What every benchmark shares: the project's `lab` command, run as a user runs it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+_VENV_LAB = Path(sys.executable).with_name("lab")
+LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
+
+
+def run_lab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `lab ARGS...` from the project root; text output, never raises on failure."""
+    return subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=timeout, check=False)
+
+
+def timed_lab(*args: str, timeout: float = 120, check: bool = True
+              ) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of `lab ARGS...` (the CLI process, start to exit) and its result."""
+    started = time.perf_counter()
+    p = run_lab(*args, timeout=timeout)
+    took = time.perf_counter() - started
+    if check and p.returncode != 0:
+        raise RuntimeError(f"lab {' '.join(args)} failed: {p.stderr.strip()}")
+    return took, p
+
+
+def topology_path(ref: str) -> Path:
+    from lab.engine.lifecycle import resolve_topology
+
+    return resolve_topology(ref)
