@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lab import exercise_cli
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     playbook_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
+    p = sub.add_parser("topology", help="describe a topology; --svg FILE draws it")
+    p.add_argument("topology", help="a name from topologies/ or a path to a YAML file")
+    p.add_argument("--variant", metavar="NAME", help="one of the topology's variants")
+    p.add_argument("--svg", metavar="FILE", help="write the picture as SVG to FILE")
     return parser
 
 
@@ -290,8 +295,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topology(args: argparse.Namespace) -> int:
+    from lab.engine import lifecycle
+    from lab.model.topology import load_topology
+    from lab.ui.topology_svg import node_lines, render_svg
+
+    topo = load_topology(lifecycle.resolve_topology(args.topology), args.variant)
+    if args.svg:
+        try:
+            Path(args.svg).write_text(render_svg(topo))
+        except OSError as e:
+            raise LabError(f"cannot write {args.svg}: {e.strerror}") from None
+        print(f"wrote {args.svg} ({len(topo.nodes)} nodes, {len(topo.segments)} segments)")
+        return 0
+    print(f"topology {topo.name}" + (f" (variant {args.variant})" if args.variant else ""))
+    for name, seg in topo.segments.items():
+        print(f"segment {name} {seg.subnet}" + (f": {seg.description}" if seg.description else ""))
+    for name, node in topo.nodes.items():
+        lines = node_lines(name, node)
+        print(f"  {lines[0]:<10} " + "  ".join(lines[1:]))
+    return 0
+
+
 COMMANDS = {
-    "up": cmd_up, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
+    "up": cmd_up, "topology": cmd_topology, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
     "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault,
     "clean": cmd_clean, "validate": cmd_validate,
     **exercise_cli.COMMANDS,
