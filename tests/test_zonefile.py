@@ -8,9 +8,9 @@ from dnslib import QTYPE, DNSLabel
 from pydantic import ValidationError
 
 from lab.model.dns import DnsConfig
+from lab.services.zonedata import load_zone
 from lab.services.zonefile import (
     ZoneError,
-    load_zone,
     parse_record,
     render_zone,
     zone_file_name,
