@@ -18,6 +18,7 @@ from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 from dnsworld import ADDRESSES, AUTH_IP, World, exchange, free_port, run
 
 from lab.services.dns import MAX_TCP_PER_CLIENT
+from lab.services.dnswire import parse_query
 
 needs_clients = pytest.mark.skipif(not (shutil.which("dig") and shutil.which("kdig")),
                                    reason="dig and kdig (bind9-dnsutils, knot-dnsutils) needed")
@@ -159,6 +160,14 @@ def test_checks_before_a_lookup(world, packet, rcode):
     assert _reply(world, packet).header.rcode == rcode
 
 
+def test_parse_query_reads_edns_from_any_bytes():
+    request = DNSRecord.question("mail.example.net")
+    request.add_ar(EDNS0(udp_len=4096, flags="do"))
+    query = parse_query(bytearray(request.pack()))  # what dnslib's pack() returns
+    assert (query.edns.version, query.edns.udp_size, query.edns.do) == (0, 4096, True)
+    assert query.udp_limit() == 1232 and str(query.questions[0].qname) == "mail.example.net."
+
+
 # --- sizes -------------------------------------------------------------------------------------
 
 
@@ -177,6 +186,7 @@ def test_udp_reply_never_exceeds_either_size(world, edns, limit):
     udp, tcp = run(scenario())
     truncated, full = DNSRecord.parse(udp), DNSRecord.parse(tcp)
     assert len(udp) <= limit and truncated.header.tc == 1
+    assert [rr.rtype for rr in truncated.ar] == ([QTYPE.OPT] if edns else [])
     assert len(tcp) > 1232 and full.header.tc == 0 and len(full.rr) == 3
 
 

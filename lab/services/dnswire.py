@@ -148,6 +148,7 @@ class _Reader:
 
 def parse_query(data: bytes) -> Query:
     """The request in ``data``; raises Drop or FormErr (see the module's docstring)."""
+    data = bytes(data)  # labels are slices of it, and must hash
     if len(data) < HEADER_LEN:
         raise Drop("short")
     ident, flags, qd, an, ns, ar = struct.unpack("!6H", data[:HEADER_LEN])
