@@ -187,3 +187,12 @@ async def tool(argv: list[str], stdin: bytes | None = None) -> str:
         stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(stdin), 15)
     return out.decode()
+
+
+def ask(world: World, server: str, *args: str, program: str = "dig") -> str:
+    """Start ``world``, run ``program`` (dig, kdig) with ``args`` against ``server``, stop."""
+    async def scenario():
+        async with world:
+            return await world.client(program, server, *args)
+
+    return run(scenario())

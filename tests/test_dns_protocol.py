@@ -8,6 +8,7 @@ size and the server's own 1232 bytes, and TCP connections limited per client.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import shutil
 import socket
@@ -15,7 +16,7 @@ import struct
 
 import pytest
 from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
-from dnsworld import ADDRESSES, AUTH_IP, World, exchange, free_port, run
+from dnsworld import ADDRESSES, AUTH_IP, World, ask, exchange, free_port, run
 
 from lab.services.dns import MAX_TCP_PER_CLIENT
 from lab.services.dnswire import parse_query
@@ -29,14 +30,6 @@ FORMERR, NOTIMP, REFUSED = 1, 4, 5
 @pytest.fixture
 def world(tmp_path):
     return World(tmp_path, free_port())
-
-
-def ask(world: World, server: str, *args: str, program: str = "dig") -> str:
-    async def scenario():
-        async with world:
-            return await world.client(program, server, *args)
-
-    return run(scenario())
 
 
 # --- EDNS -------------------------------------------------------------------------------------
@@ -166,6 +159,57 @@ def test_parse_query_reads_edns_from_any_bytes():
     query = parse_query(bytearray(request.pack()))  # what dnslib's pack() returns
     assert (query.edns.version, query.edns.udp_size, query.edns.do) == (0, 4096, True)
     assert query.udp_limit() == 1232 and str(query.questions[0].qname) == "mail.example.net."
+
+
+def _mutated(rnd: random.Random, packet: bytes) -> bytes:
+    data = bytearray(packet)
+    for _ in range(rnd.randint(1, 4)):
+        at = rnd.randrange(len(data)) if data else 0
+        match rnd.randrange(5):
+            case 0:
+                data[at:at + 1] = bytes([rnd.randrange(256)])
+            case 1:
+                del data[at:]
+            case 2:
+                data[at:at] = rnd.randbytes(rnd.randint(1, 8))
+            case 3:
+                data += rnd.randbytes(rnd.randint(1, 40))
+            case 4:
+                data[at:at + 2] = b"\xc0" + bytes([rnd.randrange(256)])  # a pointer
+    if len(data) > 2:
+        data[2] &= 0x7F  # a request, so that it is not simply dropped
+    return bytes(data)
+
+
+def test_ten_thousand_mutated_requests_crash_nothing(world):
+    """Every reply is a well-formed response to its request; never a SERVFAIL (the sign of
+    an exception while answering); afterwards the server answers as before."""
+    rnd = random.Random(11)
+    seeds = [DNSRecord.question(name, qtype).pack() for name, qtype in (
+        ("mail.example.net", "A"), ("x.wild.example.net", "MX"), ("example.net", "DS"),
+        ("example.net", "AXFR"), ("huge.example.net", "TXT"))]
+    with_edns = DNSRecord.question("example.net", "SOA")
+    with_edns.add_ar(EDNS0(udp_len=4096, flags="do"))
+    seeds.append(with_edns.pack())
+
+    async def scenario():
+        seen: dict[int | str, int] = {}
+        async with world:
+            for _ in range(10_000):
+                packet = _mutated(rnd, rnd.choice(seeds))
+                replies = await world["auth"].respond(packet, "127.0.0.1", tcp=rnd.random() < .2)
+                for reply in replies:
+                    assert len(packet) >= 12 and reply[:2] == packet[:2], (packet, reply)
+                    assert reply[2] & 0x80 and len(reply) >= 12, (packet, reply)
+                    seen[reply[3] & 0xF] = seen.get(reply[3] & 0xF, 0) + 1
+                if not replies:
+                    seen["dropped"] = seen.get("dropped", 0) + 1
+            return seen, await world.ask("auth", "mail.example.net")
+
+    seen, after = run(scenario())
+    assert 2 not in seen, seen
+    assert seen.get(FORMERR, 0) > 500 and seen.get(0, 0) > 500, seen  # both paths taken
+    assert [str(rr.rdata) for rr in after.rr] == ["203.0.113.25"]
 
 
 # --- sizes -------------------------------------------------------------------------------------

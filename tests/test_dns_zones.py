@@ -19,6 +19,7 @@ from dnsworld import (
     CONFIGS,
     XFR_CLIENT_IP,
     World,
+    ask,
     exchange,
     free_port,
     run,
@@ -50,14 +51,6 @@ def status(out: str) -> str:
     m = re.search(r"status: ([A-Z]+)", out)
     assert m, out
     return m.group(1)
-
-
-def ask(world: World, server: str, *args: str, program: str = "dig") -> str:
-    async def scenario():
-        async with world:
-            return await world.client(program, server, *args)
-
-    return run(scenario())
 
 
 # --- wildcards ---------------------------------------------------------------------------------
