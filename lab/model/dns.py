@@ -5,7 +5,7 @@ record), then each zone as a whole (SOA and NS at the apex, names inside the zon
 """
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -52,11 +52,18 @@ class _Strict(BaseModel):
 
 
 def _as_networks(value: object) -> object:
-    """Accept "10.1.0.5" as 10.1.0.5/32 in a list of networks; strict networks otherwise."""
-    if isinstance(value, list):
-        return [v if not isinstance(v, str) or "/" in v else
-                f"{v}/{ip_address(v).max_prefixlen}" if _is_ip(v) else v for v in value]
-    return value
+    """A list of networks from strings: "10.1.0.0/24", or "10.1.0.5" for 10.1.0.5/32.
+    A bad entry is named in a plain message (not pydantic's union of two types)."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for item in value:
+        try:
+            out.append(ip_network(item) if isinstance(item, str) else item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (like 10.1.0.0/24) or an "
+                             "address") from None
+    return out
 
 
 def _client_in(client: str, networks: list[IPv4Network | IPv6Network]) -> bool:
@@ -139,11 +146,3 @@ class DnsConfig(_Strict):
         if self.recursion_from is None:
             return True
         return _client_in(client, self.recursion_from)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ip_address(value)
-        return True
-    except ValueError:
-        return False
