@@ -21,6 +21,9 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  case " $$missing " in *" unbound "*) \
+	    echo "unbound runs only inside lab nodes: not as a service on this machine"; \
+	    systemctl disable --now unbound.service >/dev/null 2>&1 || true;; esac; \
 	fi
 
 venv: $(VENV)/.installed
