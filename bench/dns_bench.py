@@ -111,21 +111,21 @@ async def measure(ns: str, args: argparse.Namespace) -> dict[str, list[float]]:
             servers.setdefault("recursive", (name, addresses[0]))
         elif config.mode == "authoritative" and ZONE in config.zones:
             servers.setdefault("authoritative", (name, addresses[0]))
-    loop = asyncio.get_running_loop()
-    for service in services.values():
-        await service.start()
-    auth = services[servers["authoritative"][0]]
-    reply = await auth.answer(DNSRecord.question(f"mail.{ZONE}").pack(), CLIENT)
-    sock = make(2, 2)  # AF_INET, SOCK_DGRAM
-    sock.bind((ECHO, 53))
-    transport, _ = await loop.create_datagram_endpoint(lambda: EchoServer(reply or b""),
-                                                       sock=sock)
     servers["echo"] = ("echo", ECHO)
-    print("servers: " + ", ".join(f"{kind} {name} {address}"
-                                  for kind, (name, address) in servers.items()))
-    datafile = root / "queries"
-    datafile.write_text("\n".join(QUERIES) + "\n")
+    transport = None
     try:
+        for service in services.values():
+            await service.start()
+        auth = services[servers["authoritative"][0]]
+        reply = await auth.answer(DNSRecord.question(f"mail.{ZONE}").pack(), CLIENT)
+        sock = make(2, 2)  # AF_INET, SOCK_DGRAM
+        sock.bind((ECHO, 53))
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: EchoServer(reply or b""), sock=sock)
+        print("servers: " + ", ".join(f"{kind} {name} {address}"
+                                      for kind, (name, address) in servers.items()))
+        datafile = root / "queries"
+        datafile.write_text("\n".join(QUERIES) + "\n")
         await dnsperf(ns, servers["recursive"][1], str(datafile), 0.5, 1)  # warm the cache
         results: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for _ in range(args.runs):
@@ -134,7 +134,8 @@ async def measure(ns: str, args: argparse.Namespace) -> dict[str, list[float]]:
                                                    args.seconds, args.outstanding))
         return results
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
         for service in services.values():
             await service.stop()
         shutil.rmtree(root, ignore_errors=True)
