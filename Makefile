@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PYTHON := /usr/bin/python3
 APT_PACKAGES := mininet bridge-utils net-tools nftables iproute2 procps mount tcpdump \
 	bind9-dnsutils iputils-ping telnet netcat-openbsd swaks python3 python3-venv python3-pip \
-	util-linux
+	util-linux knot-dnsutils bind9-utils unbound dnsperf
 
 .PHONY: install apt venv test test-fast demo bench clean-labs lint
 
@@ -21,6 +21,9 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  case " $$missing " in *" unbound "*) \
+	    echo "unbound runs only inside lab nodes: not as a service on this machine"; \
+	    systemctl disable --now unbound.service >/dev/null 2>&1 || true;; esac; \
 	fi
 
 venv: $(VENV)/.installed

@@ -1,5 +1,5 @@
-"""The DNS service over real sockets on loopback: a root, a TLD, an authoritative server and
-two resolvers, each a DnsService on its own 127.0.0.x address and one high port per test.
+"""The DNS service over real sockets on loopback (the world of ``dnsworld``): answers,
+recursion and the cache, zone files, robustness, and the ordinary clients.
 
 Root-free: every node uses the host socket factory. NS names of the root and TLD servers
 are their address literals ("127.0.0.10.") so that `dig +trace`, which looks NS names up
@@ -12,158 +12,27 @@ import os
 import re
 import shutil
 import socket
-import struct
 import time
-from pathlib import Path
-from typing import Self
 
 import pytest
-from dnslib import EDNS0, QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
-
-from lab.model.dns import DnsConfig
-from lab.services.base import NodeContext
-from lab.services.dns import DnsService
-
-ROOT_IP, TLD_IP, AUTH_IP, RES_IP, RES_CLOSED_IP = (
-    "127.0.0.10", "127.0.0.11", "127.0.0.53", "127.0.0.9", "127.0.0.8")
-DEAD_IP, SILENT_IP = "127.0.0.99", "127.0.0.98"  # nothing listens / a socket that never answers
-
-SOA_ROOT = "@ SOA 127.0.0.10. hostmaster.example. 1 1800 900 604800 3600"
-CONFIGS = {
-    "root": {"mode": "authoritative", "zones": {".": {"ttl": 86400, "records": [
-        SOA_ROOT, "@ NS 127.0.0.10.",
-        "127.0.0.10. A 127.0.0.10", "127.0.0.11. A 127.0.0.11", "127.0.0.53. A 127.0.0.53",
-        "net. NS 127.0.0.11.",
-    ]}}},
-    "tld": {"mode": "authoritative", "zones": {"net": {"ttl": 86400, "records": [
-        "@ SOA 127.0.0.11. hostmaster.example. 1 1800 900 604800 3600",
-        "@ NS 127.0.0.11.",
-        "example NS ns.example.net.", "ns.example A 127.0.0.53",  # with glue
-        "glueless NS 127.0.0.53.",  # no glue: the resolver must look the name up
-        "lame NS ns.lame.net.", "ns.lame A 127.0.0.53",  # a server that REFUSES
-        "lame NS dead.lame.net.", "dead.lame A 127.0.0.99",  # a server that is not there
-        "slow NS silent.slow.net.", "silent.slow A 127.0.0.98",  # never answers
-        "slow NS ns.slow.net.", "ns.slow A 127.0.0.53",
-    ]}}},
-    "auth": {"mode": "authoritative", "zones": {
-        "example.net": {"ttl": 300, "records": [
-            "@ SOA ns.example.net. hostmaster.example.net. 2026112501 3600 600 86400 120",
-            "@ NS ns.example.net.",
-            "@ MX 10 mail.example.net.",
-            "ns A 127.0.0.53",
-            "mail A 203.0.113.25",
-            "www CNAME mail",
-            "big TXT " + " ".join(f'"{"x" * 200}"' for _ in range(2)),
-            "big TXT " + " ".join(f'"{"y" * 200}"' for _ in range(2)),
-        ]},
-        "glueless.net": {"ttl": 300, "records": [
-            "@ SOA 127.0.0.53. hostmaster.glueless.net. 1 3600 600 86400 300",
-            "@ NS 127.0.0.53.", "www A 203.0.113.80"]},
-        "slow.net": {"ttl": 300, "records": [
-            "@ SOA ns.slow.net. hostmaster.slow.net. 1 3600 600 86400 300",
-            "@ NS silent.slow.net.", "@ NS ns.slow.net.", "www A 203.0.113.81"]},
-    }},
-    "resolver": {"mode": "recursive",
-                 "root_hints": [{"name": "127.0.0.10.", "address": ROOT_IP}]},
-    "split": {"mode": "split", "recursion_from": ["127.0.0.0/8"],
-              "root_hints": [{"name": "127.0.0.10.", "address": ROOT_IP}],
-              "zones": {"example.net": {"ttl": 60, "records": [
-                  "@ SOA ns hostmaster 7 3600 600 86400 60", "@ NS ns", "ns A 127.0.0.7",
-                  "mail A 10.1.0.25", "ext CNAME www.glueless.net."]}}},
-    "closed": {"mode": "recursive", "recursion_from": ["10.0.0.0/8"],
-               "root_hints": [{"name": "127.0.0.10.", "address": ROOT_IP}]},
-}
-ADDRESSES = {"root": ROOT_IP, "tld": TLD_IP, "auth": AUTH_IP, "resolver": RES_IP,
-             "closed": RES_CLOSED_IP, "split": "127.0.0.7"}
-
-
-def free_port() -> int:
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-        try:
-            for ip in ADDRESSES.values():
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind((ip, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
-
-
-class World:
-    def __init__(self, root: Path, port: int) -> None:
-        self.port = port
-        self.services = {
-            name: DnsService(NodeContext(name, root / name, [ADDRESSES[name]]),
-                             DnsConfig.model_validate(CONFIGS[name]), port=port,
-                             upstream_port=port)
-            for name in CONFIGS
-        }
-        self.silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.silent.bind((SILENT_IP, port))
-
-    def __getitem__(self, name: str) -> DnsService:
-        return self.services[name]
-
-    async def __aenter__(self) -> Self:
-        for service in self.services.values():
-            await service.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        for service in self.services.values():
-            await service.stop()
-        self.silent.close()
-
-    async def ask(self, server: str, name: str, qtype: str = "A", rd: bool = True,
-                  tcp: bool = False, edns: int | None = None, timeout: float = 5.0) -> DNSRecord:
-        request = DNSRecord(DNSHeader(id=4242, rd=int(rd)),
-                            q=DNSQuestion(name, getattr(QTYPE, qtype)))
-        if edns:
-            request.add_ar(EDNS0(udp_len=edns))
-        raw = await exchange(ADDRESSES[server], self.port, request.pack(), tcp, timeout)
-        return DNSRecord.parse(raw)
-
-
-async def exchange(ip: str, port: int, packet: bytes, tcp: bool = False,
-                   timeout: float = 5.0) -> bytes:
-    loop = asyncio.get_running_loop()
-    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.setblocking(False)
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, (ip, port))
-            if not tcp:
-                await loop.sock_sendall(sock, packet)
-                return await loop.sock_recv(sock, 65535)
-            await loop.sock_sendall(sock, struct.pack("!H", len(packet)) + packet)
-            data = b""
-            while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
-                chunk = await loop.sock_recv(sock, 65535)
-                if not chunk:
-                    raise ConnectionError("closed")
-                data += chunk
-            return data[2:]
+from dnslib import DNSLabel, DNSRecord
+from dnsworld import (
+    ADDRESSES,
+    AUTH_IP,
+    RES_IP,
+    World,
+    exchange,
+    free_port,
+    rrs,
+    run,
+    tool,
+    ttls,
+)
 
 
 @pytest.fixture
 def world(tmp_path):
     return World(tmp_path, free_port())
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-def rrs(section) -> list[str]:
-    return [" ".join(str(rr).split()[3:]) for rr in section]
-
-
-def ttls(section) -> list[int]:
-    return [rr.ttl for rr in section]
 
 
 # --- authoritative ---------------------------------------------------------------------------
@@ -473,14 +342,6 @@ def test_stop_closes_the_listeners(world):
 needs_dig = pytest.mark.skipif(not shutil.which("dig"), reason="dig is not installed")
 
 
-async def _tool(argv: list[str], stdin: bytes | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(stdin), 15)
-    return out.decode()
-
-
 @needs_dig
 @pytest.mark.parametrize(
     ("server", "args", "expected"),
@@ -504,7 +365,7 @@ async def _tool(argv: list[str], stdin: bytes | None = None) -> str:
 def test_dig(world, server, args, expected):
     async def scenario():
         async with world:
-            return await _tool(["dig", "-p", str(world.port), f"@{ADDRESSES[server]}", *args])
+            return await tool(["dig", "-p", str(world.port), f"@{ADDRESSES[server]}", *args])
 
     out = run(scenario())
     for pattern in expected:
@@ -518,7 +379,7 @@ def test_nslookup_interactive_soa_and_mx(world):
 
     async def scenario():
         async with world:
-            return await _tool(["nslookup", f"-port={world.port}"], stdin=script)
+            return await tool(["nslookup", f"-port={world.port}"], stdin=script)
 
     out = run(scenario())
     assert re.search(r"origin = ns\.example\.net", out), out
@@ -531,7 +392,7 @@ def test_nslookup_interactive_soa_and_mx(world):
 def test_host_mx(world):
     async def scenario():
         async with world:
-            return await _tool(["host", "-p", str(world.port), "-t", "MX", "example.net", RES_IP])
+            return await tool(["host", "-p", str(world.port), "-t", "MX", "example.net", RES_IP])
 
     assert "example.net mail is handled by 10 mail.example.net." in run(scenario())
 

@@ -8,9 +8,9 @@ from dnslib import QTYPE, DNSLabel
 from pydantic import ValidationError
 
 from lab.model.dns import DnsConfig
+from lab.services.zonedata import load_zone
 from lab.services.zonefile import (
     ZoneError,
-    load_zone,
     parse_record,
     render_zone,
     zone_file_name,
@@ -153,6 +153,13 @@ def test_zone_level_errors_name_the_zone(records, reason):
         (_config([SOA, "@ NS ns"], recursion_from=["10.0.0.0/8"]), "only meaningful"),
         ({"mode": "recursive", "root_hints": [{"name": "a.", "address": "300.1.1.1"}]},
          "IPv4"),
+        ({"mode": "authoritative", "zones": {"example.net": {
+            "records": [SOA, "@ NS ns"], "allow_transfer": ["10.1.0.0/33"]}}},
+         "'10.1.0.0/33' is not a network"),
+        (_config([SOA, "@ NS ns"], mode="split", recursion_from=["bogus"],
+                 root_hints=[{"name": "a.", "address": "203.0.113.10"}]),
+         "recursion_from\n  Value error, 'bogus' is not a network"),
+        (_config([SOA, "@ NS ns", "d DS 1 8 2 ABCX"]), "the DS digest is not hexadecimal"),
     ],
 )
 def test_config_errors(config, reason):
@@ -178,6 +185,22 @@ def test_recursion_from(recursion_from, client, allowed):
         "recursion_from": recursion_from,
     })
     assert config.recursion_allowed(client) is allowed
+
+
+@pytest.mark.parametrize(
+    ("allow_transfer", "client", "allowed"),
+    [
+        (None, "10.1.0.5", False),  # the default: nobody
+        (["10.1.0.0/24"], "10.1.0.5", True),
+        (["10.1.0.9"], "10.1.0.5", False),
+    ],
+)
+def test_allow_transfer(allow_transfer, client, allowed):
+    zone = {"records": [SOA, "@ NS ns"]}
+    if allow_transfer is not None:
+        zone["allow_transfer"] = allow_transfer
+    config = DnsConfig.model_validate({"mode": "authoritative", "zones": {"example.net": zone}})
+    assert config.zones["example.net"].transfer_allowed(client) is allowed
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,13 @@ record), then each zone as a whole (SOA and NS at the apex, names inside the zon
 """
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from lab.services.zonefile import ZoneData, ZoneError, parse_record, zone_origin
+from lab.services.zonedata import ZoneData
+from lab.services.zonefile import ZoneError, parse_record, zone_origin
 
 # relative names in a record are checked against a placeholder origin here; the zone
 # itself is checked against its real origin in DnsConfig
@@ -50,11 +51,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _as_networks(value: object) -> object:
+    """A list of networks from strings: "10.1.0.0/24", or "10.1.0.5" for 10.1.0.5/32.
+    A bad entry is named in a plain message (not pydantic's union of two types)."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for item in value:
+        try:
+            out.append(ip_network(item) if isinstance(item, str) else item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (like 10.1.0.0/24) or an "
+                             "address") from None
+    return out
+
+
+def _client_in(client: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+    try:
+        addr = ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return False
+    if getattr(addr, "ipv4_mapped", None):
+        addr = addr.ipv4_mapped
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+Networks = Annotated[list[IPv4Network | IPv6Network], BeforeValidator(_as_networks)]
+
+
 class Zone(_Strict):
-    """One zone: the default TTL and the records in master-file syntax, relative to it."""
+    """One zone: the default TTL and the records in master-file syntax, relative to it.
+
+    ``allow_transfer``: networks whose clients may transfer the zone (AXFR/IXFR over
+    TCP); empty (the default), nobody may, and a transfer is REFUSED.
+    """
 
     ttl: int = Field(default=300, ge=0, le=2**31 - 1)
     records: list[Record] = Field(min_length=1)
+    allow_transfer: Networks = Field(default_factory=list)
+
+    def transfer_allowed(self, client: str) -> bool:
+        """May this client address transfer the zone?"""
+        return _client_in(client, self.allow_transfer)
 
 
 class RootHint(_Strict):
@@ -74,16 +112,7 @@ class DnsConfig(_Strict):
     mode: Literal["authoritative", "recursive", "split"] = "authoritative"
     zones: dict[DomainName, Zone] = Field(default_factory=dict)
     root_hints: list[RootHint] = Field(default_factory=list)
-    recursion_from: list[IPv4Network | IPv6Network] | None = None
-
-    @field_validator("recursion_from", mode="before")
-    @classmethod
-    def _networks(cls, value: object) -> object:
-        # accept "10.1.0.5" as 10.1.0.5/32, and strict networks otherwise
-        if isinstance(value, list):
-            return [v if not isinstance(v, str) or "/" in v else
-                    f"{v}/{ip_address(v).max_prefixlen}" if _is_ip(v) else v for v in value]
-        return value
+    recursion_from: Networks | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DnsConfig:
@@ -116,18 +145,4 @@ class DnsConfig(_Strict):
             return False
         if self.recursion_from is None:
             return True
-        try:
-            addr = ip_address(client.split("%", 1)[0])
-        except ValueError:
-            return False
-        if getattr(addr, "ipv4_mapped", None):
-            addr = addr.ipv4_mapped
-        return any(addr.version == net.version and addr in net for net in self.recursion_from)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ip_address(value)
-        return True
-    except ValueError:
-        return False
+        return _client_in(client, self.recursion_from)

@@ -14,7 +14,8 @@ from dnslib import DNSLabel
 
 from lab.errors import LabError
 from lab.services.base import NodeContext
-from lab.services.zonefile import ZoneData, ZoneError, load_zone, zone_file_name
+from lab.services.zonedata import ZoneData, load_zone
+from lab.services.zonefile import ZoneError, zone_file_name
 
 NAMED_LOG = "/var/log/named.log"
 
@@ -110,12 +111,21 @@ class ZoneSet:
             self.log(f"zone {slot.log_name}: loading from master file {slot.node_path} "
                      f"failed: {reason}")
 
-    def zone_for(self, qname: DNSLabel) -> ZoneData | None:
-        """The deepest zone that contains ``qname``, or None."""
+    def zone_for(self, qname: DNSLabel, parent_side: bool = False) -> ZoneData | None:
+        """The deepest zone that contains ``qname``, or None. With ``parent_side`` (a DS
+        query, RFC 4035 3.1.4.1) a zone whose apex is ``qname`` does not count, unless
+        ``qname`` is the root."""
         best: ZoneData | None = None
+        skip_apex = parent_side and bool(qname.label)
         for slot in self.slots.values():
             data = slot.data
+            if skip_apex and data.origin == qname:
+                continue
             if data.contains(qname) and (best is None
                                          or len(data.origin.label) > len(best.origin.label)):
                 best = data
         return best
+
+    def apex(self, qname: DNSLabel) -> ZoneData | None:
+        """The zone whose apex is ``qname``, or None."""
+        return next((s.data for s in self.slots.values() if s.data.origin == qname), None)

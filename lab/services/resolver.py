@@ -12,16 +12,17 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dnslib import EDNS0, QTYPE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import AAAA, EDNS0, NS, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from lab.services.base import SocketFactory
 from lab.services.dnscache import NOERROR, NXDOMAIN, SERVFAIL, DnsCache, Step
+from lab.services.dnswire import EDNS_SIZE
 
 ROOT = DNSLabel(".")
 
 SERVER_TIMEOUT = 0.8  # one upstream server
 RESOLVE_TIMEOUT = 3.0  # one whole resolution
-EDNS_SIZE = 1232
+HINT_TTL = 518400  # what root hints files give the root servers (6 days)
 
 
 @dataclass
@@ -130,25 +131,37 @@ class Resolver:
             return Resolution(SERVFAIL, answers)
         return Resolution(SERVFAIL, answers)
 
-    def _closest(self, name: DNSLabel) -> tuple[DNSLabel, list[tuple[DNSLabel, list[str]]]]:
-        """The deepest zone cut we know servers for (from the cache), else the root hints."""
+    def cut(self, name: DNSLabel, qtype: int) -> tuple[DNSLabel, list[RR], list[RR]]:
+        """The deepest zone cut the cache knows for ``name``: (zone, its NS records, the
+        addresses cached for them); the root hints when the cache knows none. For DS the
+        search starts at the parent (the DS of a zone lives on the parent's side)."""
         labels = name.label
-        for i in range(len(labels) + 1):
+        start = 1 if qtype == QTYPE.DS and labels else 0
+        for i in range(start, len(labels) + 1):
             ancestor = DNSLabel(labels[i:])
             ns = self.cache.get(ancestor, QTYPE.NS)
             if ns:
-                servers = []
-                for rr in ns:
-                    addrs = self.cache.get(rr.rdata.label, QTYPE.A) or []
-                    servers.append((rr.rdata.label, [str(a.rdata) for a in addrs]))
-                return ancestor, servers
-        hints: dict[DNSLabel, list[str]] = {}
-        for n, a in self.root_hints:
-            hints.setdefault(n, []).append(a)
-        return ROOT, list(hints.items())
+                addresses = [rr for target in dict.fromkeys(r.rdata.label for r in ns)
+                             for rtype in (QTYPE.A, QTYPE.AAAA)
+                             for rr in self.cache.get(target, rtype) or []]
+                return ancestor, ns, addresses
+        ns = [RR(ROOT, QTYPE.NS, ttl=HINT_TTL, rdata=NS(n))
+              for n in dict.fromkeys(n for n, _ in self.root_hints)]
+        addresses = [RR(n, QTYPE.AAAA if ":" in a else QTYPE.A, ttl=HINT_TTL,
+                        rdata=AAAA(a) if ":" in a else A(a)) for n, a in self.root_hints]
+        return ROOT, ns, addresses
+
+    def _closest(self, name: DNSLabel, qtype: int
+                 ) -> tuple[DNSLabel, list[tuple[DNSLabel, list[str]]]]:
+        """Where iteration starts: the deepest cut known, with each server's IPv4 addresses."""
+        zone, ns, addresses = self.cut(name, qtype)
+        servers = [(target, [str(a.rdata) for a in addresses
+                             if a.rname == target and a.rtype == QTYPE.A])
+                   for target in dict.fromkeys(r.rdata.label for r in ns)]
+        return zone, servers
 
     async def _iterate(self, qname: DNSLabel, qtype: int, depth: int, busy: frozenset) -> Step:
-        zone, servers = self._closest(qname)
+        zone, servers = self._closest(qname, qtype)
         for _ in range(self.max_referrals):
             step = await self._ask(zone, servers, qname, qtype, depth, busy)
             if step.kind != "referral":

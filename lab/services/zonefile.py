@@ -5,13 +5,11 @@ parentheses, comments), tightened so that a record dnslib would silently accept 
 mangle (``A 999.1.1.1``, an MX without a preference, trailing junk, an unknown type)
 fails with a message that quotes the record.
 
-``ZoneData`` holds one loaded zone and answers authoritative lookups (answer, CNAME,
-referral with glue, NODATA, NXDOMAIN) the way BIND does for a plain unsigned zone.
+A loaded zone and its lookups live in :mod:`lab.services.zonedata`.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel, ZoneParser
 from dnslib.dns import RDMAP, DNSError, parse_time
@@ -22,7 +20,7 @@ MAX_TTL = 2**31 - 1
 _RDATA_ARITY: dict[str, tuple[int, int | None]] = {
     "A": (1, 1), "AAAA": (1, 1), "NS": (1, 1), "CNAME": (1, 1), "PTR": (1, 1),
     "MX": (2, 2), "SOA": (7, 7), "SRV": (4, 4), "TXT": (1, None),
-    "CAA": (3, 3),
+    "CAA": (3, 3), "DS": (4, None),
 }
 SUPPORTED_TYPES = tuple(_RDATA_ARITY)
 _CLASSES = ("IN", "CH", "HS")
@@ -137,6 +135,15 @@ def _ttl_value(token: str, text: str) -> int:
     return value
 
 
+_U8, _U16, _U32 = 255, 65535, 2**32 - 1
+# the numeric rdata fields of each type: (token index, largest value)
+_NUMERIC: dict[str, tuple[tuple[int, int], ...]] = {
+    "MX": ((0, _U16),), "SRV": ((0, _U16), (1, _U16), (2, _U16)),
+    "SOA": tuple((i, _U32) for i in range(2, 7)), "CAA": ((0, _U8),),
+    "DS": ((0, _U16), (1, _U8), (2, _U8)),
+}
+
+
 def _check_rdata(rtype: str, tokens: list[str], text: str) -> None:
     try:
         if rtype == "A":
@@ -145,13 +152,15 @@ def _check_rdata(rtype: str, tokens: list[str], text: str) -> None:
             ipaddress.IPv6Address(tokens[0])
     except ValueError:
         raise ZoneError(f"record {text!r}: {tokens[0]!r} is not a valid {rtype} address") from None
-    numeric = {"MX": [0], "SRV": [0, 1, 2], "SOA": [2, 3, 4, 5, 6], "CAA": [0]}.get(rtype, [])
-    for i in numeric:
+    for i, limit in _NUMERIC.get(rtype, ()):
         if not _is_ttl(tokens[i]) or (rtype != "SOA" and not tokens[i].isdigit()):
             raise ZoneError(f"record {text!r}: {tokens[i]!r} is not a number")
-        limit = 2**32 - 1 if rtype == "SOA" else 255 if rtype == "CAA" else 65535
         if parse_time(tokens[i]) > limit:
             raise ZoneError(f"record {text!r}: {tokens[i]!r} out of range (max {limit})")
+    if rtype == "DS":
+        digest = "".join(tokens[3:])
+        if len(digest) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise ZoneError(f"record {text!r}: the DS digest is not hexadecimal")
 
 
 def _check_names(record: RR, text: str) -> None:
@@ -237,153 +246,3 @@ def _split_keep_quotes(text: str) -> list[str]:
     if cur:
         out.append(cur)
     return out
-
-
-# --- a loaded zone and its lookups ---------------------------------------------------------
-
-
-@dataclass
-class Lookup:
-    """An authoritative lookup result, ready to copy into a reply."""
-
-    rcode: int = 0  # RCODE.NOERROR
-    aa: bool = True
-    answer: list[RR] = field(default_factory=list)
-    authority: list[RR] = field(default_factory=list)
-    additional: list[RR] = field(default_factory=list)
-    referral: bool = False
-    # set when a CNAME chain leaves the zone: the name a resolver should continue with
-    continue_with: DNSLabel | None = None
-
-
-class ZoneData:
-    """One zone's records, indexed by owner and type."""
-
-    def __init__(self, name: str, records: list[RR]) -> None:
-        self.name = name
-        self.origin = zone_origin(name)
-        self.nodes: dict[DNSLabel, dict[int, list[RR]]] = {}
-        for rr in records:
-            self.nodes.setdefault(rr.rname, {}).setdefault(rr.rtype, []).append(rr)
-        self._validate(records)
-        self.soa: RR = self.nodes[self.origin][QTYPE.SOA][0]
-        # every name that exists, including empty non-terminals
-        self.existing: set[DNSLabel] = set()
-        for owner in self.nodes:
-            labels = owner.label
-            for i in range(len(labels) - len(self.origin.label) + 1):
-                self.existing.add(DNSLabel(labels[i:]))
-        self.cuts = {n for n, types in self.nodes.items()
-                     if n != self.origin and QTYPE.NS in types}
-
-    @property
-    def serial(self) -> int:
-        return self.soa.rdata.times[0]
-
-    def _validate(self, records: list[RR]) -> None:
-        where = f"zone {self.origin}"
-        for rr in records:
-            if not self.contains(rr.rname):
-                shown = " ".join(rr.toZone().split())
-                raise ZoneError(f"{where}: record '{shown}' is outside the zone")
-        apex = self.nodes.get(self.origin, {})
-        soas = apex.get(QTYPE.SOA, [])
-        if len(soas) != 1:
-            raise ZoneError(f"{where}: has {len(soas)} SOA records at the apex (needs exactly 1)")
-        for owner, types in self.nodes.items():
-            if owner != self.origin and QTYPE.SOA in types:
-                raise ZoneError(f"{where}: SOA record for {owner} is not at the zone apex")
-        if QTYPE.NS not in apex:
-            raise ZoneError(f"{where}: has no NS records at the apex")
-        for owner, types in self.nodes.items():
-            if QTYPE.CNAME in types and (len(types) > 1 or len(types[QTYPE.CNAME]) > 1):
-                raise ZoneError(f"{where}: {owner} has a CNAME and other data")
-
-    def contains(self, name: DNSLabel) -> bool:
-        return name.matchSuffix(self.origin) if self.origin.label else True
-
-    def rrset(self, name: DNSLabel, rtype: int) -> list[RR]:
-        return list(self.nodes.get(name, {}).get(rtype, []))
-
-    def _negative_soa(self) -> RR:
-        soa = self.soa
-        ttl = min(soa.ttl, soa.rdata.times[4])
-        return RR(soa.rname, QTYPE.SOA, soa.rclass, ttl, soa.rdata)
-
-    def _addresses(self, names: list[DNSLabel]) -> list[RR]:
-        out: list[RR] = []
-        for name in names:
-            if self.contains(name):
-                out += self.rrset(name, QTYPE.A) + self.rrset(name, QTYPE.AAAA)
-        return out
-
-    def _cut_for(self, qname: DNSLabel) -> DNSLabel | None:
-        """The highest delegation point at or above qname, if any."""
-        labels = qname.label
-        for i in range(len(labels) - len(self.origin.label) - 1, -1, -1):
-            candidate = DNSLabel(labels[i:])
-            if candidate in self.cuts:
-                return candidate
-        return None
-
-    def lookup(self, qname: DNSLabel, qtype: int) -> Lookup:
-        result = Lookup()
-        seen: set[DNSLabel] = set()
-        name = qname
-        while True:
-            cut = self._cut_for(name)
-            if cut is not None:
-                if result.answer:  # CNAME into a delegated child: let a resolver finish it
-                    result.continue_with = name
-                    return result
-                ns = self.rrset(cut, QTYPE.NS)
-                return Lookup(aa=False, referral=True, authority=ns,
-                              additional=self._addresses([r.rdata.label for r in ns]))
-            types = self.nodes.get(name)
-            if types is None:
-                if name in self.existing:  # empty non-terminal
-                    result.authority = [self._negative_soa()]
-                    return result
-                result.rcode = 3  # NXDOMAIN
-                result.authority = [self._negative_soa()]
-                return result
-            if qtype == QTYPE.ANY:
-                found = [rr for rrs in types.values() for rr in rrs]
-            else:
-                found = list(types.get(qtype, []))
-            if found:
-                result.answer += found
-                targets = [r.rdata.label for r in found if r.rtype in (QTYPE.MX, QTYPE.NS)]
-                targets += [r.rdata.target for r in found if r.rtype == QTYPE.SRV]
-                result.additional = self._addresses(targets)
-                return result
-            cname = types.get(QTYPE.CNAME)
-            if cname:
-                result.answer += cname
-                target = cname[0].rdata.label
-                if target in seen or len(seen) > 8:
-                    return result
-                seen.add(name)
-                if not self.contains(target):
-                    result.continue_with = target
-                    return result
-                name = target
-                continue
-            result.authority = [self._negative_soa()]  # NODATA
-            return result
-
-
-def load_zone(name: str, text: str, default_ttl: int = 0, filename: str = "") -> ZoneData:
-    """Parse a whole master file for zone ``name``; ZoneError with the reason if it is bad.
-
-    With ``filename``, a record error reads like BIND's: ``db.example.net:7: record ...``.
-    """
-    try:
-        records = parse_records(text, zone_origin(name), default_ttl)
-    except ZoneError as e:
-        if filename and e.line:
-            raise ZoneError(f"{filename}:{e.line}: {e}") from None
-        raise
-    if not records:
-        raise ZoneError(f"zone {zone_origin(name)}: no records")
-    return ZoneData(name, records)
