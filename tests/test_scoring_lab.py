@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_lab
+from test_attempt_cli import shell_session
+
 from lab.scoring.causes import CAUSES
 from lab.scoring.rubric import Rubric
-from test_attempt_cli import shell_session
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -88,8 +88,8 @@ def test_opening_the_firewall_does_not_pay(labs, tmp_path, scenario: str, fault:
     assert totals["none"] > totals["accept-all"], totals
     assert items(scores["none"], "damage") == []
     flush = [i["what"] for i in items(scores["flush"], "damage")]
-    assert flush == ["the firewall's whole ruleset was flushed: it filters nothing and "
-                     "translates nothing"]
+    assert flush == [("the firewall's whole ruleset was flushed: it filters nothing and "
+                      "translates nothing")]
     opened = [i["what"] for i in items(scores["accept-all"], "damage")]
     assert "a rule now accepts everything" in opened
     for how, report in scores.items():
