@@ -122,6 +122,8 @@ CASES = [
      append_to_forward(without(HEALTHY, SMTP_IN_FWD), 'iifname "eth0" ct original ip daddr '
                        "203.0.113.25 tcp dport 25 ip saddr 203.0.113.20 accept"), []),
     ("static-nat-restored", without(HEALTHY, DNAT), HEALTHY, []),
+    ("static-nat-restored-by-hand", without(HEALTHY, DNAT), HEALTHY.replace(
+        DNAT, "\t\tip daddr 203.0.113.25 dnat to 10.1.0.25\n"), []),
     ("dynamic-nat-restored", without(HEALTHY, MASQ), HEALTHY, []),
     ("block-rule-added", HEALTHY, append_to_forward(HEALTHY, "ip saddr 203.0.113.66 drop"), []),
     # wider than healthy

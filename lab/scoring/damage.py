@@ -130,7 +130,10 @@ def _added(rule: str, hook: str, healthy: rs.Chain, where: str) -> list[Damage]:
                 f"a permit wider than the healthy policy: {rs.describe(rule, hook)}")
         return [Damage(text, FIREWALL, where, [rule])]
     if kind == "dnat":
-        return [Damage(_dnat_words(rule, healthy), NAT, where, [rule])]
+        same = [h for h in healthy.rules if rs.verdict(h) == "dnat"
+                and (rs.address(h, "daddr"), rs.target(h)) == (rs.address(rule, "daddr"),
+                                                                 rs.target(rule))]
+        return [] if same else [Damage(_dnat_words(rule, healthy), NAT, where, [rule])]
     if kind in ("snat", "masquerade", "redirect"):
         return [Damage(f"a {kind} rule the healthy policy does not have: "
                        f"{rs.describe(rule, hook)}", NAT, where, [rule])]

@@ -209,7 +209,8 @@ def _fix(attempt: Attempt, rubric: Rubric) -> list[Item]:
         label = f"fault {n + 1} ({fault.cause} on {fault.node})"
         rep = _repair_of(fault, attempt.repairs, taken)
         data: dict[str, Any] = {"fault": fault.name, "node": fault.node, "flows": flows,
-                                "repaired": rep.repaired if rep else None}
+                                "repaired": rep.repaired if rep else None,
+                                "how": rep.how if rep else None}
         if rep is None:
             items.append(Item(0, f"{label}: not credited, no repair check recorded", "fix",
                               data=data))
