@@ -8,10 +8,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from lab.errors import LabError
-from lab.model.scenario import Accept
+from lab.model.scenario import Accept, Scenario
 from lab.model.topology import load_topology
 from lab.scoring import attempt as attempt_mod
 from lab.scoring.addresses import address_map
@@ -465,3 +466,16 @@ def test_each_cause_is_listed_and_described(cause: str) -> None:
     c = get_cause(cause)
     assert c.label and c.description and c.layer in LAYERS
     assert f"  {cause} " in render_causes()
+
+
+@pytest.mark.parametrize(("value", "ok"), [(None, "recorded"), ("immediate", "immediate"),
+                                           ("partial", None)])
+def test_scenario_feedback(value: str | None, ok: str | None) -> None:
+    data = yaml.safe_load((ROOT / "scenarios" / "nat-inbound.yaml").read_text())
+    if value is not None:
+        data["feedback"] = value
+    if ok is None:
+        with pytest.raises(ValidationError, match="feedback"):
+            Scenario.model_validate(data)
+    else:
+        assert Scenario.model_validate(data).feedback == ok
