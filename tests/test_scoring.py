@@ -293,6 +293,22 @@ def test_two_faults_on_one_node_need_two_submissions() -> None:
     assert [v.verdict for v in report.verdicts] == ["right", "right"]
 
 
+def test_the_issue_attempt_kinds_in_order() -> None:
+    """The attempts the issue tried, same investigation: right beats wrong-then-right,
+    which beats the right cause on a wrong node, which beats a bare wrong submission."""
+    right = (10, "fw-smtp-permit-missing", "fw")
+    kinds = {
+        "right": [right],
+        "wrong-then-right": [(8, "nat-static-missing", "fw"), right],
+        "right-cause-wrong-node": [(10, "fw-smtp-permit-missing", "mx")],
+        "bare-wrong": [(10, "smtp-relay-refused", "fw")],
+    }
+    totals = [score(make([SMTP_PERMIT], commands=GOOD_LOOK, subs=subs,
+                         repairs=[repaired(SMTP_PERMIT, False)])).total
+              for subs in kinds.values()]
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == len(totals), totals
+
+
 # --- damage never pays -------------------------------------------------------------------
 
 INVESTIGATIONS = {
