@@ -76,6 +76,8 @@ def test_shell_lines(line: str, expected: list[str]) -> None:
     (["nft", "add", "rule", "inet", "netguard", "forward", "ip", "daddr", "10.1.0.25",
       "accept"], ["nft"]),
     (["tshark", "-Y", "(tcp.port==25)"], ["tshark"]),  # an argv is not shell text
+    (["sh", "-c", "echo $(dig +short mail.example.net); nft list ruleset;"],
+     ["dig", "nft"]),
     ([], []),
 ])
 def test_argv_from_lab_exec(argv: list[str], expected: list[str]) -> None:

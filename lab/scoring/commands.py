@@ -161,13 +161,15 @@ _KEYWORDS = {"for", "while", "until", "if", "case", "select", "function", "[[", 
 
 
 def _has_shell_syntax(argv: list[str]) -> bool:
-    """Does this word list look like a typed line split into words (older records)?"""
+    """Does this word list look like a typed line split into words (older records)? A
+    word with blanks in it is one argument (a quoted string, a ``sh -c`` script)."""
     if not argv:
         return False
     if argv[0] in _KEYWORDS:
         return True
     return any(w in _OPERATORS or w.endswith(";") or "$(" in w or "`" in w
-               or w[:1] in "<>" or w[:2] in ("2>", "1>") for w in argv)
+               or w[:1] in "<>" or w[:2] in ("2>", "1>")
+               for w in argv if w and not any(ch.isspace() for ch in w))
 
 
 def _requote(word: str) -> str:
