@@ -226,7 +226,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
                     argv = shlex.split(parts[1])
                 except ValueError:
                     argv = [parts[1]]
-                record(lab, args.node, argv)
+                record(lab, args.node, argv, line=parts[1])
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 

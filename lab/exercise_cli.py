@@ -120,11 +120,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     get_cause(args.cause)
     r = control.request(_lab(args), "submit", cause=args.cause, node=args.node)
-    verdict = {"right": "right", "partial": "partially right (cause or node)",
-               "wrong": "wrong"}[r["verdict"]]
-    print(f"diagnosis {args.cause} on {args.node}: {verdict}; "
-          f"{r['diagnosed']} of {r['faults']} faults diagnosed")
+    print(f"diagnosis {args.cause} on {args.node}: {submit_answer(r)}")
     return 0
+
+
+def submit_answer(r: dict) -> str:
+    """What the supervisor's answer to a submission says: "recorded", or with immediate
+    feedback "right" or "wrong"."""
+    if r.get("feedback") == "immediate":
+        return "right" if r.get("right") else "wrong"
+    return "recorded"
 
 
 def cmd_score(args: argparse.Namespace) -> int:

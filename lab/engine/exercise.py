@@ -6,6 +6,7 @@ which nodes cannot see (DESIGN.md rule 4).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,26 @@ from lab.errors import LabError
 from lab.faults import CATALOG, get_fault
 from lab.faults.base import LabContext
 from lab.model.scenario import Scenario, draw_faults, load_scenario
+from lab.scoring.addresses import address_map
 from lab.scoring.attempt import Attempt, FaultKey, Probe
-from lab.scoring.damage import find_damage
+from lab.scoring.damage import LabState, find_damage
 from lab.scoring.report import render_html, render_text, to_json
-from lab.scoring.score import score_scenario
+from lab.scoring.score import grade, score_scenario
 
 RULESET_NODE = "fw"
+# services whose state the firewall's ruleset already tells (a flushed ruleset is one
+# damage, not also "the firewall service stopped")
+JUDGED_BY_RULESET = {"firewall"}
+SETTLE = 2.0  # seconds a service may take to answer its health check again at scoring
 
 
 class Exercise:
-    def __init__(self, scenario: Scenario, attempt: Attempt, healthy_ruleset: str) -> None:
+    def __init__(self, scenario: Scenario, attempt: Attempt, healthy: LabState,
+                 faulted: LabState) -> None:
         self.scenario = scenario
         self.attempt = attempt
-        self.healthy_ruleset = healthy_ruleset
+        self.healthy = healthy  # before the faults: the healthy policy
+        self.faulted = faulted  # right after the faults: where the trainee started
         self.scored = False
 
     @classmethod
@@ -37,22 +45,24 @@ class Exercise:
             refs = [(name, {}) for name in forced]
         else:
             refs = [(ref.fault, ref.params) for ref in draw_faults(scenario, seed)]
-        healthy = _ruleset(lab)
+        healthy = await snapshot(lab)
         faults = [await _apply(lab, name, params) for name, params in refs]
         herrings = [await _apply(lab, ref.fault, ref.params) for ref in scenario.red_herrings]
+        faulted = await snapshot(lab)
         attempt = Attempt(scenario=scenario.name, lab=lab_name, seed=seed, trainee=trainee,
                           started=time.time(), ticket=scenario.ticket,
-                          time_limit=scenario.time_limit, faults=faults, red_herrings=herrings)
-        return cls(scenario, attempt, healthy)
+                          time_limit=scenario.time_limit, faults=faults, red_herrings=herrings,
+                          addresses=address_map(lab.topo))
+        return cls(scenario, attempt, healthy, faulted)
 
     def ensure_open(self) -> Attempt:
         if self.scored:
             raise LabError("this attempt has been scored", hint="start a new one with `lab start`")
         return self.attempt
 
-    def record(self, node: str, argv: list[str]) -> None:
+    def record(self, node: str, argv: list[str], line: str | None = None) -> None:
         if not self.scored:
-            self.attempt.record_command(node, argv)
+            self.attempt.record_command(node, argv, line=line)
 
     def ticket(self) -> dict[str, Any]:
         used = (time.time() - self.attempt.started) / 60
@@ -74,33 +84,45 @@ class Exercise:
                 "cost": hint.cost}
 
     def submit(self, cause: str, node: str, nodes: set[str]) -> dict[str, Any]:
+        """Record a diagnosis. The answer says "recorded" and nothing more, unless the
+        scenario chose ``feedback: immediate``: then right or wrong, never "partly"."""
         attempt = self.ensure_open()
         if node not in nodes:
             raise LabError(f"unknown node '{node}'", hint="nodes: " + ", ".join(sorted(nodes)))
-        attempt.submit(cause, node)
-        if any(f.cause == cause and f.node == node for f in attempt.faults):
-            verdict = "right"
-        elif any(f.cause == cause or f.node == node for f in attempt.faults):
-            verdict = "partial"
-        else:
-            verdict = "wrong"
-        found = {(f.cause, f.node) for f in attempt.faults} & {
-            (s.cause, s.node) for s in attempt.submissions}
-        return {"verdict": verdict, "faults": len(attempt.faults), "diagnosed": len(found)}
+        sub = attempt.submit(cause, node)
+        out: dict[str, Any] = {"recorded": True, "feedback": self.scenario.feedback}
+        if self.scenario.feedback == "immediate":
+            out["right"] = any(grade(f, sub, self.scenario.accept)[0] == "right"
+                               for f in attempt.faults)
+        return out
 
-    def score(self, lab: LabContext, probes: list[dict[str, Any]], results: Path
-              ) -> dict[str, Any]:
+    async def score(self, lab: LabContext, probes: list[dict[str, Any]], results: Path
+                    ) -> dict[str, Any]:
         attempt = self.ensure_open()
         attempt.finish()
         attempt.probes = {p["name"]: Probe(p["passed"], p["detail"]) for p in probes}
-        causes = {f.cause for f in attempt.faults + attempt.red_herrings}
-        attempt.damage = find_damage(self.healthy_ruleset, _ruleset(lab), causes)
+        now = await snapshot(lab, settle=SETTLE)
+        attempt.damage = find_damage(self.healthy, self.faulted, now, RULESET_NODE)
         report = score_scenario(attempt, self.scenario)
         attempt.score = to_json(report)
         path = attempt.save(results)
         self.scored = True
         return {"text": render_text(report), "json": attempt.score,
                 "html": render_html(report), "path": str(path)}
+
+
+async def snapshot(lab: LabContext, settle: float = 0.0) -> LabState:
+    """What damage compares: the firewall's ruleset and whether each service answers. With
+    ``settle``, a service that does not answer is asked again for up to that long (a
+    health check can miss under load; a stopped service stays silent)."""
+    names = [(node, kind) for node, spec in lab.topo.nodes.items() for kind in spec.services
+             if kind not in JUDGED_BY_RULESET]
+    states = await asyncio.gather(*(lab.service(n, k).healthy() for n, k in names))
+    deadline = time.monotonic() + settle
+    while not all(states) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        states = [ok or await lab.service(n, k).healthy() for (n, k), ok in zip(names, states)]
+    return LabState(_ruleset(lab), {f"{n}/{k}": ok for (n, k), ok in zip(names, states)})
 
 
 async def _apply(lab: LabContext, name: str, params: dict[str, Any]) -> FaultKey:

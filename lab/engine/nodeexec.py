@@ -29,10 +29,11 @@ def enter(lab: str, node: str) -> tuple[list[str], dict[str, str]]:
     return ["mnexec", "-a", str(pid), "env", "--"], env
 
 
-def record(lab: str, node: str, argv: list[str]) -> None:
-    """Tell the supervisor what was run (kept in the attempt's record)."""
+def record(lab: str, node: str, argv: list[str], line: str | None = None) -> None:
+    """Tell the supervisor what was run (kept in the attempt's record); ``line`` is a
+    shell line as typed, which scoring parses as bash would."""
     try:
-        control.request(lab, "record", timeout=5, node=node, argv=argv)
+        control.request(lab, "record", timeout=5, node=node, argv=argv, line=line)
     except LabError:
         pass  # recording must never stand in the way of the command
 

@@ -169,9 +169,9 @@ class Supervisor:
                            hint="start one with `lab start SCENARIO`")
         return self.exercise
 
-    def op_record(self, node: str, argv: list[str]) -> None:
+    def op_record(self, node: str, argv: list[str], line: str | None = None) -> None:
         if self.exercise is not None:
-            self.exercise.record(node, argv)
+            self.exercise.record(node, argv, line)
 
     def op_ticket(self) -> dict[str, Any]:
         return self._exercise().ticket()
@@ -188,7 +188,7 @@ class Supervisor:
         exercise = self._exercise()
         exercise.ensure_open()
         probes = [r.to_dict() for r in await run_probes(self.services)]
-        return exercise.score(self.lab_context(), probes, Path(results))
+        return await exercise.score(self.lab_context(), probes, Path(results))
 
     def op_down(self) -> str:
         self.stopping.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -98,6 +98,9 @@ class Scenario(Strict):
     rubric: Rubric = Rubric()
     expect_playbooks: list[str] = []
     red_herrings: list[FaultRef] = []
+    # what `lab submit` answers: "recorded" only (the default: nothing to bisect the menu
+    # with), or with "immediate" right or wrong (never "partly")
+    feedback: Literal["recorded", "immediate"] = "recorded"
 
     def fault_refs(self) -> Iterator[tuple[Loc, FaultRef]]:
         """Every fault the file names (fixed, in pools, red herrings) with its location."""

@@ -41,7 +41,7 @@ class PlaybookResult:
     steps: list[StepResult] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     conclusion: dict[str, Any] | None = None  # {index, cause, node, because}
-    submission: dict[str, Any] | None = None  # the supervisor's verdict on the submission
+    submission: dict[str, Any] | None = None  # the submit answer, plus the scored verdict
     score: dict[str, Any] | None = None  # the score report (JSON form)
     score_text: str = ""
     seconds: float = 0.0
@@ -146,4 +146,16 @@ def run_playbook(lab: str, playbook: Playbook, results: Path | None = None,
     if not isinstance(scored, dict) or "json" not in scored:
         raise LabError(f"lab {lab}: the score came back without a report")
     result.score, result.score_text = scored["json"], scored["text"]
+    if result.submission is not None and result.conclusion is not None:
+        # `lab submit` only says "recorded": the verdict comes from the score report
+        result.submission["verdict"] = scored_verdict(result.score, result.conclusion)
     return result
+
+
+def scored_verdict(score: dict[str, Any], conclusion: dict[str, Any]) -> str:
+    """How the score report judged the submitted conclusion: right, partial or wrong."""
+    for v in score.get("verdicts", []):
+        sub = v.get("submission") or {}
+        if (sub.get("cause"), sub.get("node")) == (conclusion["cause"], conclusion["node"]):
+            return v["verdict"] if v["verdict"] in ("right", "partial") else "wrong"
+    return "wrong"

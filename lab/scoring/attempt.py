@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.scoring.causes import get_cause
+from lab.scoring.damage import Damage
 
 FORMAT = 1
 
@@ -37,9 +38,13 @@ class FaultKey:
 
 @dataclass
 class Command:
+    """A command run in a node: its argv, and for a line typed into `lab shell` the line
+    as typed (the shell's syntax is lost in the argv: pipes, loops, quotes)."""
+
     t: float
     node: str
     argv: list[str]
+    line: str | None = None
 
 
 @dataclass
@@ -63,6 +68,18 @@ class Probe:
 
 
 @dataclass
+class RepairResult:
+    """An applied fault's own repair check at scoring time: is its symptom gone, and how
+    that was checked (filled by the engine from each fault's ``check_repaired``)."""
+
+    fault: str
+    cause: str
+    node: str
+    repaired: bool
+    how: str
+
+
+@dataclass
 class Attempt:
     scenario: str
     lab: str
@@ -78,11 +95,16 @@ class Attempt:
     hints: list[HintTaken] = field(default_factory=list)
     submissions: list[Submission] = field(default_factory=list)
     probes: dict[str, Probe] = field(default_factory=dict)
-    damage: list[str] = field(default_factory=list)
+    repairs: list[RepairResult] = field(default_factory=list)
+    damage: list[Damage] = field(default_factory=list)
+    # address or host name -> the nodes it leads to (lab/scoring/addresses.py), taken from
+    # the lab's topology so that method credit knows which node a command addressed
+    addresses: dict[str, list[str]] = field(default_factory=dict)
     score: dict[str, Any] | None = None
 
-    def record_command(self, node: str, argv: list[str], t: float | None = None) -> None:
-        self.commands.append(Command(_now(t), node, list(argv)))
+    def record_command(self, node: str, argv: list[str], t: float | None = None,
+                       line: str | None = None) -> None:
+        self.commands.append(Command(_now(t), node, list(argv), line))
 
     def take_hint(self, index: int, cost: int, t: float | None = None) -> None:
         self.hints.append(HintTaken(_now(t), index, cost))
@@ -112,6 +134,8 @@ class Attempt:
         data["hints"] = [HintTaken(**h) for h in data.get("hints", [])]
         data["submissions"] = [Submission(**s) for s in data.get("submissions", [])]
         data["probes"] = {k: Probe(**p) for k, p in data.get("probes", {}).items()}
+        data["repairs"] = [RepairResult(**r) for r in data.get("repairs", [])]
+        data["damage"] = [Damage.from_record(d) for d in data.get("damage", [])]
         return cls(**data)
 
     def file_name(self) -> str:

@@ -1,35 +1,28 @@
 """Scoring an attempt against its answer key: one scorer for trainees and playbooks.
 
 ``score`` is pure: it reads the attempt record (faults, submissions, commands, hints,
-probes, damage, times) and a rubric, and returns a Report whose items explain every
-point given or taken. The total is the sum of the items; a final ``floor`` item keeps it
-from going below zero.
+probes, repair checks, damage, times) and a rubric, and returns a Report whose items
+explain every point given or taken (docs/scoring.md). The total is the sum of the items;
+a final ``floor`` item keeps it from going below zero.
 """
 from __future__ import annotations
 
 import math
-import os
-import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lab.errors import LabError
 from lab.model.scenario import Accept, Scenario
-from lab.scoring.attempt import Attempt, Command, FaultKey, Submission
+from lab.scoring.attempt import Attempt, FaultKey, RepairResult, Submission
+from lab.scoring.items import Clock, Item, mmss
+from lab.scoring.method import investigation
 from lab.scoring.rubric import Rubric
 
 Verdict = Literal["right", "partial", "wrong", "missing"]
 GRADE = {"right": 2, "partial": 1}
-SHELLS = {"sh", "bash", "dash", "zsh"}
-WRAPPERS = {"sudo", "env", "timeout", "nice", "stdbuf", "time", "watch", "command", "exec"}
 
-
-@dataclass(frozen=True)
-class Item:
-    points: int
-    reason: str
-    category: str
+__all__ = ["FaultVerdict", "Item", "Report", "grade", "match", "mmss", "score",
+           "score_scenario"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +35,7 @@ class FaultVerdict:
     why: str
     submission: Submission | None
     points: int
+    late: bool = False  # the submission came after the time limit
 
 
 @dataclass
@@ -60,6 +54,10 @@ class Report:
     def total(self) -> int:
         return sum(i.points for i in self.items)
 
+    @property
+    def late(self) -> bool:
+        return self.elapsed > self.time_limit * 60
+
 
 def score_scenario(attempt: Attempt, scenario: Scenario) -> Report:
     return score(attempt, scenario.rubric, scenario.accept)
@@ -73,44 +71,32 @@ def score(attempt: Attempt, rubric: Rubric | None = None, accept: Accept | None 
     accept = accept or Accept()
     report = Report(attempt.scenario, attempt.lab, attempt.trainee, attempt.seed,
                     attempt.ended - attempt.started, attempt.time_limit, rubric.max_points)
-    clock = _Clock(attempt.started)
+    clock = Clock(attempt.started)
     _diagnosis(attempt, rubric, accept, report, clock)
     report.items += _fix(attempt, rubric)
-    report.items += _investigation(attempt, rubric, clock)
+    report.items += investigation(attempt, rubric, clock)
     report.items += [Item(-h.cost, f"hint {h.index + 1} taken at {clock(h.t)}", "hints")
                      for h in attempt.hints]
-    report.items += [Item(-rubric.damage, f"collateral damage: {d}", "damage")
+    report.items += [Item(-rubric.damage, f"damage: {d.what}", "damage",
+                          ((f"{d.where}:",) if d.where else ()) + tuple(f"  {r}" for r in d.rules),
+                          asdict(d))
                      for d in attempt.damage]
-    report.items.append(_time(report.elapsed, attempt.time_limit, rubric))
+    report.items += _time(attempt, report, rubric)
     if report.total < 0:
         report.items.append(Item(-report.total, "the score does not go below 0", "floor"))
     return report
 
 
-class _Clock:
-    def __init__(self, started: float) -> None:
-        self.started = started
-
-    def __call__(self, t: float) -> str:
-        return mmss(t - self.started)
-
-
-def mmss(seconds: float) -> str:
-    s = max(0, int(seconds))
-    return f"{s // 60:02d}:{s % 60:02d}"
-
-
 # --- diagnosis ---------------------------------------------------------------------------
 
 def grade(fault: FaultKey, sub: Submission, accept: Accept) -> tuple[Verdict | None, str]:
-    """How far a submission diagnoses a fault: right, partial (with why) or not at all."""
+    """How far a submission diagnoses a fault: right, partial (with why) or not at all.
+    The right node alone earns nothing: any cause could be named on it."""
     right_cause = sub.cause == fault.cause or sub.cause in accept.right.get(fault.cause, [])
     if right_cause and sub.node == fault.node:
         return "right", "right cause on the right node"
     if right_cause:
         return "partial", f"right cause, wrong node (the fault is on {fault.node})"
-    if sub.node == fault.node:
-        return "partial", f"right node, wrong cause (the cause is {fault.cause})"
     if sub.cause in accept.partial.get(fault.cause, []):
         return "partial", f"accepted as partly right (the cause is {fault.cause} on {fault.node})"
     return None, ""
@@ -139,12 +125,16 @@ def match(grades: list[list[int]]) -> list[int | None]:
     return best[1]
 
 
+def _late(attempt: Attempt, sub: Submission, clock: Clock) -> str:
+    over = sub.t - attempt.started - attempt.time_limit * 60
+    return f" (LATE: {mmss(over)} after the time limit)" if over > 0 else ""
+
+
 def _diagnosis(attempt: Attempt, rubric: Rubric, accept: Accept, report: Report,
-               clock: _Clock) -> None:
+               clock: Clock) -> None:
     subs = sorted(attempt.submissions, key=lambda s: s.t)
-    real = {f.cause for f in attempt.faults}
-    herring = {f.cause for f in attempt.red_herrings} - real
-    # a red herring's cause never earns credit, not even as "right node"
+    herring = {f.cause for f in attempt.red_herrings} - {f.cause for f in attempt.faults}
+    # a red herring's cause never earns credit
     candidates = [s for s in subs if s.cause not in herring]
     table = [[(grade(f, s, accept), s) for s in candidates] for f in attempt.faults]
     chosen = match([[GRADE.get(g[0] or "", 0) for g, _ in row] for row in table])
@@ -153,7 +143,7 @@ def _diagnosis(attempt: Attempt, rubric: Rubric, accept: Accept, report: Report,
     leftovers = [s for s in subs if id(s) not in used]
     # unmatched faults are "wrong" while unmatched attempts remain to pin on them, one each
     spare = [s for s in leftovers if (s.cause, s.node) not in matched]
-    shares = _shares(rubric.diagnosis, len(attempt.faults))
+    shares = shares_of(rubric.diagnosis, len(attempt.faults))
     for n, (fault, pick) in enumerate(zip(attempt.faults, chosen)):
         label = f"fault {n + 1} ({fault.cause} on {fault.node})"
         sub: Submission | None
@@ -162,17 +152,19 @@ def _diagnosis(attempt: Attempt, rubric: Rubric, accept: Accept, report: Report,
             assert verdict is not None
             points = shares[n] if verdict == "right" else round(shares[n] * rubric.partial_fraction)
             reason = (f"{label}: {verdict}, {why}; "
-                      f"submitted {sub.cause} on {sub.node} at {clock(sub.t)}")
+                      f"submitted {sub.cause} on {sub.node} at {clock(sub.t)}"
+                      f"{_late(attempt, sub, clock)}")
         else:
             sub = spare.pop(0) if spare else None
             verdict, why = ("wrong", "the submission does not diagnose it") if sub else (
                 "missing", "no diagnosis submitted for it")
             points, reason = 0, f"{label}: {verdict}, {why}"
+        late = sub is not None and bool(_late(attempt, sub, clock))
         report.verdicts.append(FaultVerdict(fault.name, fault.params, fault.cause, fault.node,
-                                            verdict, why, sub, points))
+                                            verdict, why, sub, points, late))
         report.items.append(Item(points, reason, "diagnosis"))
     for sub in leftovers:
-        what = f"{sub.cause} on {sub.node} at {clock(sub.t)}"
+        what = f"{sub.cause} on {sub.node} at {clock(sub.t)}{_late(attempt, sub, clock)}"
         if sub.cause in herring:
             report.items.append(Item(-rubric.red_herring,
                                      f"blamed a red herring: {what} (a symptom, not the cause)",
@@ -182,7 +174,7 @@ def _diagnosis(attempt: Attempt, rubric: Rubric, accept: Accept, report: Report,
                                      "submissions"))
 
 
-def _shares(total: int, count: int) -> list[int]:
+def shares_of(total: int, count: int) -> list[int]:
     """``total`` split into ``count`` integer shares that add up exactly."""
     if count == 0:
         return []
@@ -190,102 +182,77 @@ def _shares(total: int, count: int) -> list[int]:
     return [base + (1 if i >= count - extra else 0) for i in range(count)]
 
 
-# --- fix, time ---------------------------------------------------------------------------
+# --- repairs -----------------------------------------------------------------------------
 
-def _fix(attempt: Attempt, rubric: Rubric) -> list[Item]:
-    if not attempt.probes:
-        return [Item(0, "fix not verified: no probe results", "fix")]
-    failed = [f"{name} ({p.detail})" if p.detail else name
-              for name, p in sorted(attempt.probes.items()) if not p.passed]
-    if failed:
-        return [Item(0, "fix not verified: probes failing at the end: " + ", ".join(failed),
-                     "fix")]
-    names = ", ".join(sorted(attempt.probes))
-    return [Item(rubric.fix, f"fix verified: every probe passes at the end ({names})", "fix")]
-
-
-def _time(elapsed: float, limit: int, rubric: Rubric) -> Item:
-    allowed = limit * 60
-    if elapsed <= allowed:
-        return Item(0, f"time: {mmss(elapsed)} used of {mmss(allowed)}", "time")
-    over = math.ceil((elapsed - allowed) / 60)
-    cost = min(over * rubric.overtime_per_minute, rubric.overtime_max)
-    return Item(-cost, f"time: {over} min over the {mmss(allowed)} limit "
-                f"({rubric.overtime_per_minute} per minute, at most {rubric.overtime_max})",
-                "time")
-
-
-# --- investigation (the method) ----------------------------------------------------------
-
-def tools_of(argv: list[str]) -> list[str]:
-    """The programs a recorded command ran: ``sudo timeout 5 dig`` is dig, and
-    ``sh -c 'netguard -An | grep 10.1.0.25'`` is netguard and grep."""
-    if argv and os.path.basename(argv[0]) in SHELLS and "-c" in argv[:-1]:
-        script = argv[argv.index("-c") + 1]
-        segments = [_split(seg) for seg in re.split(r"\|\|?|&&|;|&|\n", script)]
-    else:
-        segments = [argv]
-    out = []
-    for words in segments:
-        tool = _program(words)
-        if tool:
-            out.append(tool)
-    return out
-
-
-def _split(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
-def _program(words: list[str]) -> str | None:
-    for word in words:
-        name = os.path.basename(word)
-        if name in WRAPPERS or word.startswith("-") or "=" in word or word.isdigit():
-            continue
-        return name or None
+def _repair_of(fault: FaultKey, repairs: list[RepairResult], taken: set[int]
+               ) -> RepairResult | None:
+    for i, r in enumerate(repairs):
+        if i not in taken and (r.fault, r.node) == (fault.name, fault.node):
+            taken.add(i)
+            return r
     return None
 
 
-def _investigation(attempt: Attempt, rubric: Rubric, clock: _Clock) -> list[Item]:
-    commands = sorted(attempt.commands, key=lambda c: c.t)
-    used = [(c, tool) for c in commands for tool in tools_of(c.argv)]
-    return [_dns_first(used, rubric, clock), _tool_count(used, rubric),
-            _path_nodes(attempt, commands, rubric)]
+def _fix(attempt: Attempt, rubric: Rubric) -> list[Item]:
+    """A fault's share of the fix points when its own check says repaired and every
+    end-to-end probe passes."""
+    failing = [f"{name} ({p.detail})" if p.detail else name
+               for name, p in sorted(attempt.probes.items()) if not p.passed]
+    flows = bool(attempt.probes) and not failing
+    end_to_end = ("end-to-end probes pass: " + ", ".join(sorted(attempt.probes)) if flows
+                  else "end-to-end probes failing: " + ", ".join(failing) if failing
+                  else "end-to-end probes were not run")
+    shares = shares_of(rubric.fix, len(attempt.faults))
+    taken: set[int] = set()
+    items = []
+    for n, fault in enumerate(attempt.faults):
+        label = f"fault {n + 1} ({fault.cause} on {fault.node})"
+        rep = _repair_of(fault, attempt.repairs, taken)
+        data: dict[str, Any] = {"fault": fault.name, "node": fault.node, "flows": flows,
+                                "repaired": rep.repaired if rep else None,
+                                "how": rep.how if rep else None}
+        if rep is None:
+            items.append(Item(0, f"{label}: not credited, no repair check recorded", "fix",
+                              data=data))
+            continue
+        checked = f"checked: {rep.how}"
+        if not rep.repaired:
+            items.append(Item(0, f"{label}: not repaired", "fix", (checked,), data))
+        elif not flows:
+            items.append(Item(0, f"{label}: repaired by its own check, but mail does not "
+                              "flow end to end", "fix", (checked, end_to_end), data))
+        else:
+            items.append(Item(shares[n], f"{label}: repaired", "fix", (checked, end_to_end),
+                              data))
+    return items
 
 
-def _dns_first(used: list[tuple[Command, str]], rubric: Rubric, clock: _Clock) -> Item:
-    dns = next(((c, t) for c, t in used if t in rubric.dns_tools), None)
-    fw = next(((c, t) for c, t in used if t in rubric.firewall_tools), None)
-    if dns is None:
-        return Item(0, "method: no DNS lookup (" + "/".join(rubric.dns_tools[:3]) + ")",
-                    "investigation")
-    if fw is not None and fw[0].t < dns[0].t:
-        return Item(0, f"method: firewall inspected ({fw[1]} at {clock(fw[0].t)}) before "
-                    f"DNS ({dns[1]} at {clock(dns[0].t)})", "investigation")
-    return Item(rubric.dns_first, f"method: DNS checked first ({dns[1]} on {dns[0].node} at "
-                f"{clock(dns[0].t)})", "investigation")
+# --- time --------------------------------------------------------------------------------
 
-
-def _tool_count(used: list[tuple[Command, str]], rubric: Rubric) -> Item:
-    tools = sorted({t for _, t in used})
-    listed = ", ".join(tools) if tools else "none"
-    if len(tools) >= rubric.min_tools:
-        return Item(rubric.tools, f"method: {len(tools)} distinct tools used ({listed})",
-                    "investigation")
-    return Item(0, f"method: {len(tools)} distinct tool(s) used, {rubric.min_tools} expected "
-                f"({listed})", "investigation")
-
-
-def _path_nodes(attempt: Attempt, commands: list[Command], rubric: Rubric) -> Item:
-    path = list(dict.fromkeys(n for f in attempt.faults for n in f.path_nodes()))
-    visited = {c.node for c in commands}
-    seen = [n for n in path if n in visited]
-    points = round(rubric.path_nodes * len(seen) / len(path)) if path else 0
-    missed = [n for n in path if n not in visited]
-    reason = f"method: {len(seen)} of {len(path)} nodes on the faults' path examined"
-    if missed:
-        reason += " (not: " + ", ".join(missed) + ")"
-    return Item(points, reason, "investigation")
+def _time(attempt: Attempt, report: Report, rubric: Rubric) -> list[Item]:
+    """Points for right diagnoses in good time: a fault's share is full within
+    ``time_full`` of the limit and falls to 0 at the limit; time used over the limit costs
+    ``overtime_per_minute`` per started minute."""
+    limit = attempt.time_limit * 60
+    full = rubric.time_full * limit
+    shares = shares_of(rubric.time, len(report.verdicts))
+    points, when = 0.0, []
+    for share, v in zip(shares, report.verdicts):
+        if v.verdict == "right" and v.submission is not None:
+            t = v.submission.t - attempt.started
+            when.append(mmss(t))
+            speed = 1.0 if t <= full else max(0.0, (limit - t) / (limit - full))
+            points += share * speed
+    rule = f"full until {mmss(full)}, none after {mmss(limit)}"
+    if not when:
+        items = [Item(0, f"time: no right diagnosis to earn time points ({rule})", "time")]
+    else:
+        items = [Item(round(points), f"time: right diagnosis at {', '.join(when)} ({rule})",
+                      "time")]
+    if report.elapsed > limit:
+        over = math.ceil((report.elapsed - limit) / 60)
+        cost = min(over * rubric.overtime_per_minute, rubric.overtime_max)
+        items.append(Item(-cost, f"time: LATE, {over} min over the {mmss(limit)} limit "
+                          f"({rubric.overtime_per_minute} per minute, at most "
+                          f"{rubric.overtime_max})", "time"))
+    return items
