@@ -14,7 +14,8 @@ SERVICES_DIR = Path(__file__).resolve().parents[1] / "lab" / "services"
 # modules that are not service kinds: shared plumbing and the commands run inside nodes
 NOT_KINDS = {"__init__", "base", "host", "netns", "registry", "zonefile", "smtpclient",
              "mxlookup", "mailq", "netguard", "alert_cli", "fwlog", "nftrules",
-             "dnscache", "resolver", "dnszones", "maillog", "mbox"}
+             "dnscache", "resolver", "dnszones", "maillog", "mbox", "delivery", "mtaqueue",
+             "proxyrelay", "smtpd", "smtpwire", "tlsca", "tlsnames", "postqueue"}
 
 
 def test_configs_and_factories_agree() -> None:

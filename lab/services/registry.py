@@ -18,6 +18,8 @@ from lab.services.firewall import FirewallService
 from lab.services.mta import MtaService
 from lab.services.nftrules import FirewallAddresses
 from lab.services.proxy import SmtpProxy
+from lab.services.tlsca import LabCa
+from lab.services.tlsnames import node_tls, server_names
 
 Runner = Callable[[list[str], str | None], tuple[int, str, str]]
 
@@ -30,6 +32,7 @@ class NodeRuntime:
     ctx: NodeContext
     node: Node
     run: Runner
+    ca: LabCa | None = None  # the lab's certificate authority (servers' certificates)
 
 
 def _dns(rt: NodeRuntime, config: Any) -> list[Service]:
@@ -37,7 +40,7 @@ def _dns(rt: NodeRuntime, config: Any) -> list[Service]:
 
 
 def _smtp(rt: NodeRuntime, config: Any) -> list[Service]:
-    return [MtaService(rt.ctx, config)]
+    return [MtaService(rt.ctx, config, tls=node_tls(rt.ca, rt.ctx.root, server_names(rt.node)))]
 
 
 def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
@@ -46,7 +49,8 @@ def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
     addresses = FirewallAddresses(external=[str(ext.address)], internal=[str(internal.address)])
     return [
         FirewallService(rt.ctx, config, rt.run, ext_if, int_if, addresses),
-        SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip)),
+        SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip),
+                  tls=node_tls(rt.ca, rt.ctx.root, server_names(rt.node))),
     ]
 
 
