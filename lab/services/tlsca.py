@@ -127,6 +127,15 @@ class ServerTls:
         if not (self.cert_file.exists() and self.key_file.exists()):
             self.reissue()
 
+    def issued(self) -> tuple[bytes, bytes]:
+        """The certificate and key files as they are now (to put back with ``restore``)."""
+        return self.cert_file.read_bytes(), self.key_file.read_bytes()
+
+    def restore(self, files: tuple[bytes, bytes]) -> None:
+        cert, key = files
+        _write(self.key_file, key, 0o600)
+        _write(self.cert_file, cert, 0o644)
+
     def server_context(self) -> ssl.SSLContext:
         """A fresh context from the files as they are now (a server reloads on start)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
