@@ -795,3 +795,35 @@ def test_mailq_skips_corrupt_files(tmp_path, capsys):
     assert mailq.read_entry(spool / "active" / "ABCDEF0123")[1] == b"Subject: x\n\nx\n"
     assert mailq.main(["--root", str(tmp_path)]) == 0
     assert "ABCDEF0123*" in capsys.readouterr().out
+
+
+def test_error_limits_soft_slow_down_hard_ends_the_session(world):
+    """Postfix: past 10 errors each reply waits smtpd_error_sleep_time; at 20 the session
+    ends with a 421 naming the host."""
+    async def body():
+        net = world.net()
+        net.smtpd.error_sleep = 0.05
+        await net.start()
+
+        def junk():
+            d = Dialog(NET_IP, world.net_port)
+            d.reply()
+            replies, times = [], []
+            for i in range(20):
+                started = time.monotonic()
+                replies.append(d.send(f"junk{i}"))
+                times.append(time.monotonic() - started)
+            last = d.file.readline().decode().rstrip("\r\n")
+            d.close()
+            return replies, times, last
+
+        got = await asyncio.to_thread(junk)
+        await stop_all(net)
+        return got
+
+    replies, times, last = run(body())
+    assert set(replies) == {"500 5.5.2 Error: command not recognized"}
+    assert min(times[11:]) >= 0.05  # slowed down past the soft limit
+    assert last == "421 4.7.0 mail.example.net Error: too many errors"
+    assert "too many errors after UNKNOWN from unknown[127.0.0.100]" in world.log(world.net_node)
+    assert "unknown=0/20" in world.log(world.net_node)
