@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.model.firewall import FirewallConfig  # noqa: E402
-from lab.model.mta import MtaConfig  # noqa: E402
-from lab.services.base import NodeContext  # noqa: E402
-from lab.services.mta import MtaService  # noqa: E402
-from lab.services.proxy import SmtpProxy  # noqa: E402
+from lab.model.firewall import FirewallConfig
+from lab.model.mta import MtaConfig
+from lab.services.base import NodeContext
+from lab.services.mta import MtaService
+from lab.services.proxy import SmtpProxy
 
 MTA_IP, PROXY_IP, BASE_IP = "127.0.0.25", "127.0.0.26", "127.0.0.27"
 BODY = b"Subject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n"

@@ -45,8 +45,8 @@ def dialog(x, node: str, lines: list[str], crlf: bool = True, server: str = "10.
 
 @pytest.mark.parametrize("command, reply", [
     ("VRFY jsmith", "252 2.0.0 jsmith"),
-    ("VRFY nobody@example.net", "550 5.1.1 <nobody@example.net>: Recipient address rejected: "
-                                "User unknown in local recipient table"),
+    ("VRFY nobody@example.net", ("550 5.1.1 <nobody@example.net>: Recipient address rejected: "
+                                 "User unknown in local recipient table")),
     ("HELP", "500 5.5.2 Error: command not recognized"),
 ])
 def test_commands_answered_as_postfix(x, command, reply):
@@ -155,6 +155,7 @@ sys.stdout.flush()
 print(subprocess.run(["sleep", "2"]).returncode)
 """
     import subprocess
+
     from tests.conftest import LAB_CMD, PROJECT_ROOT, session_name
     holder = subprocess.Popen([*LAB_CMD, "exec", "--lab", session_name(LAB), "ext-ws", "--",
                                "python3", "-c", script], cwd=PROJECT_ROOT,
@@ -191,9 +192,10 @@ def test_pflogsumm_reads_the_mail_log(x):
 
 
 def test_capture_shows_starttls_then_no_clear_text(lab, x, tmp_path):
+    import subprocess
+
     from scapy.all import TCP, Raw, rdpcap
 
-    import subprocess
     from tests.conftest import LAB_CMD, PROJECT_ROOT, session_name
     cap = subprocess.Popen([*LAB_CMD, "exec", "--lab", session_name(LAB), "mx", "--",
                             "timeout", "6", "tcpdump", "-i", "eth0", "-U", "-w", "-",

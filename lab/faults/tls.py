@@ -12,6 +12,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from lab.errors import LabError
 from lab.faults._support import (
     FW,
     MX,
@@ -20,7 +21,6 @@ from lab.faults._support import (
     firewall_config,
     set_firewall,
 )
-from lab.errors import LabError
 from lab.faults.base import AnswerKey, Fault, LabContext, NoParams
 from lab.model.firewall import DOMAIN
 from lab.services.tlsca import cert_names
@@ -42,7 +42,7 @@ def _server_tls(lab: LabContext):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 _ISSUED: dict[int, tuple[bytes, bytes]] = {}  # the server's own files, by ServerTls object
@@ -82,13 +82,13 @@ class CertExpired(Fault):
 
     async def apply(self, lab, params) -> None:
         tls = _server_tls(lab)
-        if tls.certificate().not_valid_after.replace(tzinfo=dt.timezone.utc) > _now():
+        if tls.certificate().not_valid_after.replace(tzinfo=dt.UTC) > _now():
             end = _now() - dt.timedelta(days=params.days_ago)
             _replace(lab, not_before=end - dt.timedelta(days=365), not_after=end)
 
     async def revert(self, lab, params) -> None:
         tls = _server_tls(lab)
-        if tls.certificate().not_valid_after.replace(tzinfo=dt.timezone.utc) <= _now():
+        if tls.certificate().not_valid_after.replace(tzinfo=dt.UTC) <= _now():
             _put_back(lab)
 
 
