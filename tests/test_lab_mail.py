@@ -346,9 +346,10 @@ def test_ext_ws_may_relay_through_mx_ext(x):
 
 @pytest.fixture(scope="module")
 def quick_lab(module_labs, node_exec) -> str:
-    """mail-dmz with mx retrying every 1 s and bouncing after 3 s."""
+    """mail-dmz with mx retrying every 1 s (backoff and queue scan) and bouncing after 3 s."""
     topo = yaml.safe_load((PROJECT_ROOT / "topologies" / "mail-dmz.yaml").read_text())
-    topo["nodes"]["mx"]["services"]["smtp"].update(retry_interval=1, bounce_after=3)
+    topo["nodes"]["mx"]["services"]["smtp"].update(
+        minimal_backoff_time=1, maximal_backoff_time=1, queue_run_delay=1, bounce_after=3)
     with tempfile.TemporaryDirectory(prefix="t3-mailq-") as d:
         path = Path(d) / "mail-dmz-quick.yaml"
         path.write_text(yaml.safe_dump(topo, sort_keys=False))

@@ -98,7 +98,7 @@ class MtaSmtpd(SmtpdHooks):
                                      address, session.proto, session.helo or ""))
         return reply
 
-    async def verify(self, session: Session, address: str) -> str:
+    async def verify(self, session: Session, address: str, as_given: str) -> str:
         user = self.mta.local_user(address)
         if user is not None and user not in self.mta.config.users:
             reply = (f"550 5.1.1 <{address}>: Recipient address rejected: "
@@ -106,7 +106,7 @@ class MtaSmtpd(SmtpdHooks):
             self.log(session, f"NOQUEUE: reject: VRFY from {session.name}: {reply}; "
                               f"to=<{address}> proto={session.proto} helo=<{session.helo or ''}>")
             return reply
-        return f"252 2.0.0 {address}"
+        return f"252 2.0.0 {as_given}"
 
     async def data(self, session: Session, content: bytes) -> str:
         try:

@@ -21,7 +21,16 @@ import ssl
 from dataclasses import dataclass, field
 
 from lab.services.maillog import client_name, log_disconnect, tls_summary
-from lab.services.smtpwire import LINE_LENGTH_LIMIT, parse_path, printable, read_line, split_command
+from lab.services.smtpwire import (
+    LINE_LENGTH_LIMIT,
+    Token,
+    extract_address,
+    forbidden,
+    printable,
+    read_line,
+    tokenize,
+    valid_utf8,
+)
 
 SOFT_ERROR_LIMIT = 10  # smtpd_soft_error_limit
 HARD_ERROR_LIMIT = 20  # smtpd_hard_error_limit
@@ -45,7 +54,6 @@ class Session:
     proto: str = "SMTP"
     sender: str | None = None  # None: no MAIL yet; "" is the null sender
     rcpts: list[str] = field(default_factory=list)
-    rcpt_tried: int = 0
     where: str = "CONNECT"
     tls: bool = False
     data_bytes: int = 0
@@ -57,7 +65,7 @@ class Session:
         return client_name(self.client_ip)
 
     def reset(self) -> None:
-        self.sender, self.rcpts, self.rcpt_tried = None, [], 0
+        self.sender, self.rcpts = None, []
 
 
 class SmtpdHooks:
@@ -91,8 +99,9 @@ class SmtpdHooks:
     async def rcpt(self, session: Session, address: str) -> str:
         return "250 2.1.5 Ok"
 
-    async def verify(self, session: Session, address: str) -> str:
-        return f"252 2.0.0 {address}"
+    async def verify(self, session: Session, address: str, as_given: str) -> str:
+        """VRFY ``address`` (``as_given``: the argument as the client wrote it)."""
+        return f"252 2.0.0 {as_given}"
 
     async def data(self, session: Session, content: bytes) -> str:
         raise NotImplementedError
@@ -182,7 +191,7 @@ class _Run:
         self.log(log_disconnect(s.client_ip, counts))
         self.writer.close()
 
-    async def read_command(self) -> str:
+    async def read_command(self) -> bytes:
         line, _ = await asyncio.wait_for(read_line(self.reader, keep=LINE_LENGTH_LIMIT + 2),
                                          self.smtpd.timeout)
         if len(line) > LINE_LENGTH_LIMIT:
@@ -190,7 +199,7 @@ class _Run:
             text = line.decode("utf-8", "replace")
             self.log(f"warning: {self.s.name}: request longer than {LINE_LENGTH_LIMIT}: "
                      f"{printable(text[:30])}...")
-        return line.decode("utf-8", "replace")
+        return line
 
     async def loop(self) -> None:
         while True:
@@ -198,15 +207,28 @@ class _Run:
                 self.reason = "too many errors"
                 await self.reply(f"421 4.7.0 {self.hooks.hostname} Error: too many errors")
                 raise _Closed
-            verb, arg = split_command(await self.read_command())
-            if not verb:
-                await self.unknown("500 5.5.2 Error: bad syntax")
+            raw = await self.read_command()
+            if not valid_utf8(raw):
+                await self.error("500 5.5.2 Error: bad UTF-8 syntax")
                 continue
+            argv = tokenize(raw.decode("utf-8"))
+            if not argv:
+                await self.error("500 5.5.2 Error: bad syntax")
+                continue
+            verb = argv[0].text.upper()
+            if forbidden(argv[0].text):
+                self.s.where = "UNKNOWN"
+                self.log(f"warning: non-SMTP command from {self.s.name}: "
+                         f"{printable(raw.decode('utf-8')[:100])}")
+                await self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
+                raise _Closed
             if verb not in COMMANDS:
-                await self.unknown("500 5.5.2 Error: command not recognized")
+                self.s.where = "UNKNOWN"
+                self.s.counts.setdefault("unknown", [0, 0])[1] += 1
+                await self.error("500 5.5.2 Error: command not recognized")
                 continue
             self.s.where = verb
-            code = await self.run(verb, arg)
+            code = await self.run(verb, argv[1:])
             counts = self.s.counts.setdefault(verb.lower(), [0, 0])
             counts[1] += 1
             if code < 400:
@@ -220,15 +242,14 @@ class _Run:
             if verb == "QUIT":
                 raise _Closed
 
-    async def unknown(self, text: str) -> None:
-        self.s.where = "UNKNOWN"
-        self.s.counts.setdefault("unknown", [0, 0])[1] += 1
+    async def error(self, text: str) -> None:
         self.errors += 1
         await self.reply(text)
 
-    async def run(self, verb: str, arg: str) -> int:
+    async def run(self, verb: str, args: list[Token]) -> int:
+        """A command's handler gets its arguments as Postfix's tokenizer splits them."""
         handler = getattr(self, f"do_{verb.lower()}")
-        text = await handler(arg)
+        text = await handler(args)
         if text is not None:
             await self.reply(text)
             return int(text[:3])
@@ -236,16 +257,16 @@ class _Run:
 
     # ---- commands ------------------------------------------------------------------
 
-    async def do_helo(self, arg: str) -> str:
-        if not arg:
+    async def do_helo(self, args: list[Token]) -> str:
+        if not args:
             return "501 Syntax: HELO hostname"
-        await self._new_helo(arg, "SMTP")
+        await self._new_helo(_joined(args), "SMTP")
         return f"250 {self.hooks.hostname}"
 
-    async def do_ehlo(self, arg: str) -> None | str:
-        if not arg:
+    async def do_ehlo(self, args: list[Token]) -> None | str:
+        if not args:
             return "501 Syntax: EHLO hostname"
-        await self._new_helo(arg, "ESMTP")
+        await self._new_helo(_joined(args), "ESMTP")
         lines = [self.hooks.hostname, "PIPELINING", f"SIZE {self.hooks.size_limit}"]
         if self.hooks.vrfy:
             lines.append("VRFY")
@@ -262,12 +283,12 @@ class _Run:
         if self.s.sender is not None:
             await self.hooks.reset(self.s)
         self.s.reset()
-        self.s.helo = name.split()[0]
+        self.s.helo = name
         self.s.proto = proto
 
-    async def do_starttls(self, arg: str) -> str | None:
+    async def do_starttls(self, args: list[Token]) -> str | None:
         context = self.hooks.tls_context()
-        if arg:
+        if args:
             return "501 5.5.4 Syntax: STARTTLS"
         if self.s.tls:
             return "554 5.5.1 Error: TLS already active"
@@ -291,62 +312,59 @@ class _Run:
                              self.writer.get_extra_info("ssl_object")))
         return None
 
-    async def do_auth(self, arg: str) -> str:
+    async def do_auth(self, args: list[Token]) -> str:
         return "503 5.5.1 Error: authentication not enabled"
 
-    async def do_mail(self, arg: str) -> str:
+    async def do_mail(self, args: list[Token]) -> str:
+        """Postfix's mail_cmd (HELO is not required: smtpd_helo_required = no)."""
         s = self.s
-        if s.helo is None:
-            return "503 5.5.1 Error: send HELO/EHLO first"
         if s.sender is not None:
             return "503 5.5.1 Error: nested MAIL command"
-        parsed = parse_path(arg, "FROM")
-        if parsed is None:
+        if len(args) < 2 or args[0].text.lower() != "from:":
             return "501 5.5.4 Syntax: MAIL FROM:<address>"
-        sender, params = parsed
-        for param in params:
+        sender = extract_address(args[1])
+        if sender is None:
+            return "501 5.1.7 Bad sender address syntax"
+        size = 0
+        for param in (t.text for t in args[2:]):
             key, _, value = param.partition("=")
-            key = key.upper()
-            if key == "SIZE":
-                if not value.isdigit():
-                    return "501 5.5.4 Bad message size syntax"
-                if int(value) > self.hooks.size_limit:
-                    return "552 5.3.4 Message size exceeds fixed maximum message size"
-            elif key == "BODY" and value.upper() in ("7BIT", "8BITMIME"):
-                pass
-            else:
+            if key.upper() == "SIZE" and value.isdigit():
+                size = int(value)
+            elif key.upper() == "SIZE":
+                return "501 5.5.4 Bad message size syntax"
+            elif key.upper() != "BODY" or value.upper() not in ("7BIT", "8BITMIME"):
                 return f"555 5.5.4 Unsupported option: {param}"
+        if size > self.hooks.size_limit:
+            return "552 5.3.4 Message size exceeds fixed limit"
         reply = await self.hooks.mail(s, sender)
         if reply.startswith("2"):
             s.sender = sender
         return reply
 
-    async def do_rcpt(self, arg: str) -> str:
+    async def do_rcpt(self, args: list[Token]) -> str:
         s = self.s
         if s.sender is None:
             return "503 5.5.1 Error: need MAIL command"
-        parsed = parse_path(arg, "TO")
-        if parsed is None:
+        if len(args) < 2 or args[0].text.lower() != "to:":
             return "501 5.5.4 Syntax: RCPT TO:<address>"
-        address, params = parsed
+        address = extract_address(args[1])
         if not address:
             return "501 5.1.3 Bad recipient address syntax"
-        if params:
-            return f"555 5.5.4 Unsupported option: {params[0]}"
-        s.rcpt_tried += 1
+        if len(args) > 2:
+            return f"555 5.5.4 Unsupported option: {args[2].text}"
         reply = await self.hooks.rcpt(s, address)
         if reply.startswith("2"):
             s.rcpts.append(address)
         return reply
 
-    async def do_data(self, arg: str) -> str:
+    async def do_data(self, args: list[Token]) -> str:
         s = self.s
-        if arg:
-            return "501 5.5.4 Syntax: DATA"
-        if s.sender is None or not s.rcpt_tried:
+        if s.sender is None:
             return "503 5.5.1 Error: need RCPT command"
         if not s.rcpts:
             return "554 5.5.1 Error: no valid recipients"
+        if args:
+            return "501 5.5.4 Syntax: DATA"
         await self.reply("354 End data with <CR><LF>.<CR><LF>")
         s.where, s.data_bytes = AFTER_DATA, 0
         lines: list[bytes] = []
@@ -371,31 +389,34 @@ class _Run:
         s.reset()
         return reply
 
-    async def do_rset(self, arg: str) -> str:
-        if arg:
+    async def do_rset(self, args: list[Token]) -> str:
+        if args:
             return "501 5.5.4 Syntax: RSET"
         if self.s.sender is not None:
             await self.hooks.reset(self.s)
         self.s.reset()
         return "250 2.0.0 Ok"
 
-    async def do_noop(self, arg: str) -> str:
+    async def do_noop(self, args: list[Token]) -> str:
         return "250 2.0.0 Ok"
 
-    async def do_vrfy(self, arg: str) -> str:
-        if not arg:
-            return "501 5.5.4 Syntax: VRFY address"
+    async def do_vrfy(self, args: list[Token]) -> str:
         if not self.hooks.vrfy:
             return "502 5.5.1 VRFY command is disabled"
-        address = arg.strip()
-        if address.startswith("<") and address.endswith(">"):
-            address = address[1:-1]
+        if not args:
+            return "501 5.5.4 Syntax: VRFY address [SMTPUTF8]"
+        arg = Token(_joined(args), all(t.ok for t in args))  # Postfix's collapse_args
+        address = extract_address(arg)
         if not address:
             return "501 5.1.3 Bad recipient address syntax"
-        return await self.hooks.verify(self.s, address)
+        return await self.hooks.verify(self.s, address, arg.text)
 
-    async def do_quit(self, arg: str) -> str:
+    async def do_quit(self, args: list[Token]) -> str:
         return "221 2.0.0 Bye"
+
+
+def _joined(args: list[Token]) -> str:
+    return " ".join(t.text for t in args)
 
 
 def _ssl_reason(error: BaseException) -> str:
