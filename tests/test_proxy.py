@@ -17,13 +17,29 @@ from netns_helpers import (
     socket_factory,
 )
 
+from lab.model.firewall import FirewallConfig
 from lab.services.base import NodeContext
 from lab.services.fwlog import ERROR_LOG
 from lab.services.proxy import SmtpProxy, original_dst
+from lab.services.proxyrelay import Route
 from lab.services.smtpclient import SmtpError, send_message
 from lab.services.smtpd import Smtpd, SmtpdHooks
 
 MESSAGE = b"Subject: test\r\n\r\nhello\r\n.leading dot\r\n"
+
+
+@pytest.mark.parametrize("targets, expected", [
+    ((("10.1.0.25", 25),), 2048),
+    ((("10.1.0.25", 25), ("10.1.0.26", 25)), 2048),  # the smallest of the servers behind
+    ((("10.1.0.26", 25),), 50_000_000),
+    ((("198.51.100.7", 25),), 10_240_000),  # not a server of the lab: Postfix's default
+    ((), 10_240_000),
+])
+def test_size_is_the_servers_behind(tmp_path, targets, expected) -> None:
+    fw = FirewallConfig(external="inet", internal="lan", proxy={"mode": "inbound-to"})
+    proxy = SmtpProxy(NodeContext("fw", tmp_path), fw, "203.0.113.1",
+                      mail_sizes={"10.1.0.25": 2048, "10.1.0.26": 50_000_000})
+    assert proxy.size_limit(Route("inbound-to", targets)) == expected
 
 
 def test_original_dst_decodes_sockaddr_in() -> None:
@@ -74,9 +90,10 @@ async def _mail_server(lab, sink: Sink):
                                       sock=listener(lan, ("10.1.0.25", 25)))
 
 
-async def _run_with(lab, node, changes, body, connect_timeout=5.0):
+async def _run_with(lab, node, changes, body, connect_timeout=5.0, mail_sizes=None):
     fw = make_firewall(lab, node, **changes)
-    proxy = SmtpProxy(node, fw.config, "203.0.113.1", connect_timeout=connect_timeout)
+    proxy = SmtpProxy(node, fw.config, "203.0.113.1", connect_timeout=connect_timeout,
+                      mail_sizes=mail_sizes)
     sink = Sink()
     await fw.start()
     await proxy.start()
@@ -229,3 +246,26 @@ def test_session_ending_before_data_is_logged(lab, tmp_path) -> None:
     assert b"250-SIZE 10240000\r\n" in ehlo and b"250-PIPELINING\r\n" in ehlo
     (entry,) = [ln.split() for ln in read_conn_log(node)]
     assert entry[1] == "Xr"
+
+
+@pytest_root
+def test_inbound_to_offers_and_enforces_the_servers_size(lab, tmp_path) -> None:
+    """The issue's finding: the proxy said SIZE 33554432 while mx says 10240000. Its SIZE is
+    now the message_size_limit of the mail server behind it."""
+    node = fw_node(lab, tmp_path / "fw")
+    inet = socket_factory(lab["inet"])
+
+    async def body(sink):
+        reader, writer = await connect(inet, ("203.0.113.1", 25), 3)
+        replies = [await asyncio.wait_for(reader.readline(), 3)]
+        writer.write(b"EHLO ext.example.org\r\nMAIL FROM:<a@example.org> SIZE=4096\r\n")
+        await writer.drain()
+        while not replies[-1].startswith(b"552") and len(replies) < 20:
+            replies.append(await asyncio.wait_for(reader.readline(), 3))
+        writer.close()
+        return replies
+
+    replies = asyncio.run(_run_with(lab, node, {"proxy": {"mode": "inbound-to"}}, body,
+                                    mail_sizes={"10.1.0.25": 2048}))
+    assert b"250-SIZE 2048\r\n" in replies, replies
+    assert replies[-1] == b"552 5.3.4 Message size exceeds fixed limit\r\n", replies

@@ -138,8 +138,8 @@ class Proxy(_Strict):
     ``outbound_senders`` (domains; empty: any).
 
     The proxy speaks SMTP itself (a Received line of its own, STARTTLS with a certificate
-    for ``hostname`` and ``tls_names``, SIZE ``message_size_limit``) and checks each
-    recipient with the mail server behind it before answering the sender.
+    for ``hostname`` and ``tls_names``) and checks each recipient with the mail server
+    behind it before answering the sender; its SIZE is that server's message_size_limit.
     """
 
     mode: Literal["none", "inbound-through", "inbound-to"] = "none"
@@ -151,7 +151,6 @@ class Proxy(_Strict):
     outbound_senders: list[str] = []
     hostname: str = "fw.example.net"
     tls_names: list[str] = []
-    message_size_limit: int = Field(default=10_240_000, ge=1024)
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ USER_PATTERN = r"^[a-z0-9][a-z0-9._+-]{0,63}$"
 
 
 TlsLevel = Literal["none", "may", "encrypt", "verify"]
+MESSAGE_SIZE_LIMIT = 10_240_000  # Postfix's default message_size_limit
 
 
 class MtaConfig(BaseModel):
@@ -44,7 +45,7 @@ class MtaConfig(BaseModel):
     maximal_backoff_time: float = Field(default=4000, gt=0, le=86400)
     queue_run_delay: float = Field(default=300, gt=0, le=86400)
     bounce_after: float = Field(default=600, gt=0, le=30 * 86400)
-    message_size_limit: int = Field(default=10_240_000, ge=1024)
+    message_size_limit: int = Field(default=MESSAGE_SIZE_LIMIT, ge=1024)
     process_limit: int = Field(default=100, ge=1, le=10_000, description="smtpd processes")
     client_connection_limit: int = Field(default=50, ge=0, le=10_000,
                                          description="per client; 0: no limit")

@@ -54,8 +54,7 @@ class MtaSmtpd(SmtpdHooks):
     def hostname(self) -> str:  # type: ignore[override]
         return self.mta.config.hostname
 
-    @property
-    def size_limit(self) -> int:  # type: ignore[override]
+    def size_limit(self, session: Session) -> int:
         return self.mta.config.message_size_limit
 
     def tls_context(self) -> ssl.SSLContext | None:

@@ -27,6 +27,7 @@ import ssl
 import struct
 
 from lab.model.firewall import FirewallConfig
+from lab.model.mta import MESSAGE_SIZE_LIMIT
 from lab.services.base import NodeContext, Service
 from lab.services.fwlog import log_error, log_proxy
 from lab.services.proxyrelay import ProxyHooks, Route
@@ -67,9 +68,11 @@ class SmtpProxy(Service):
         connect_timeout: float = 5.0,
         tls: ServerTls | None = None,
         session_timeout: float = 300.0,
+        mail_sizes: dict[str, int] | None = None,
     ) -> None:
         super().__init__(node)
         self.config = config
+        self.mail_sizes = dict(mail_sizes or {})
         self.external_address = external_address
         self.connect_timeout = connect_timeout
         self.tls = tls
@@ -166,6 +169,13 @@ class SmtpProxy(Service):
             for s in self._servers)
 
     # ------------------------------------------------------------ routing
+
+    def size_limit(self, route: Route) -> int:
+        """The SIZE to offer for ``route``: the smallest message_size_limit of its mail
+        servers that the lab runs (``mail_sizes``: address -> limit, from the topology),
+        else Postfix's default; never a number of the proxy's own."""
+        known = [self.mail_sizes[host] for host, _ in route.targets if host in self.mail_sizes]
+        return min(known, default=MESSAGE_SIZE_LIMIT)
 
     def _through_target(self, dst: tuple[str, int]) -> tuple[str, int] | None:
         private = self.config.private_for(dst[0])

@@ -48,9 +48,9 @@ class ProxyHooks(SmtpdHooks):
     def hostname(self) -> str:  # type: ignore[override]
         return self.proxy.config.proxy.hostname
 
-    @property
-    def size_limit(self) -> int:  # type: ignore[override]
-        return self.proxy.config.proxy.message_size_limit
+    def size_limit(self, session: Session) -> int:
+        """What the servers behind this session accept (see ``SmtpProxy.size_limit``)."""
+        return self.proxy.size_limit(session.context["route"])
 
     def tls_context(self) -> ssl.SSLContext | None:
         return self.proxy.server_tls

@@ -20,6 +20,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 
+from lab.model.mta import MESSAGE_SIZE_LIMIT
 from lab.services.maillog import client_name, log_disconnect, tls_summary
 from lab.services.smtpwire import (
     LINE_LENGTH_LIMIT,
@@ -72,8 +73,11 @@ class SmtpdHooks:
     """What a server does with a session; the defaults accept everything."""
 
     hostname = "localhost"
-    size_limit = 10_240_000
     vrfy = True
+
+    def size_limit(self, session: Session) -> int:
+        """The SIZE this session is offered and held to (message_size_limit)."""
+        return MESSAGE_SIZE_LIMIT
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The context STARTTLS uses; None: STARTTLS is not offered."""
@@ -267,7 +271,7 @@ class _Run:
         if not args:
             return "501 Syntax: EHLO hostname"
         await self._new_helo(_joined(args), "ESMTP")
-        lines = [self.hooks.hostname, "PIPELINING", f"SIZE {self.hooks.size_limit}"]
+        lines = [self.hooks.hostname, "PIPELINING", f"SIZE {self.hooks.size_limit(self.s)}"]
         if self.hooks.vrfy:
             lines.append("VRFY")
         if self.hooks.tls_context() is not None and not self.s.tls:
@@ -334,7 +338,7 @@ class _Run:
                 return "501 5.5.4 Bad message size syntax"
             elif key.upper() != "BODY" or value.upper() not in ("7BIT", "8BITMIME"):
                 return f"555 5.5.4 Unsupported option: {param}"
-        if size > self.hooks.size_limit:
+        if size > self.hooks.size_limit(s):
             return "552 5.3.4 Message size exceeds fixed limit"
         reply = await self.hooks.mail(s, sender)
         if reply.startswith("2"):
@@ -376,7 +380,7 @@ class _Run:
             s.data_bytes += size
             if line.startswith(b"."):
                 line = line[1:]
-            if not too_big and s.data_bytes > self.hooks.size_limit:
+            if not too_big and s.data_bytes > self.hooks.size_limit(s):
                 too_big, lines = True, []
             if not too_big:
                 lines.append(line)
