@@ -8,6 +8,7 @@ import shutil
 import time
 
 import pytest
+from conftest import lab_exec, run_lab
 
 LAB = "t-mailproto"
 pytestmark = pytest.mark.root
@@ -211,3 +212,16 @@ def test_capture_shows_starttls_then_no_clear_text(lab, x, tmp_path):
                        if p.haslayer(TCP) and p.haslayer(Raw))
     assert b"STARTTLS" in payload and b"220 2.0.0 Ready to start TLS" in payload
     assert b"secret-subject" not in payload and b"MAIL FROM" not in payload
+
+
+def test_partner_requiring_tls_keeps_its_mail_queued(labs):
+    """The tls-required scenario: mx-ext requires TLS for example.net (the scenario's
+    override; the reference topology's senders use TLS opportunistically) and mx stopped
+    offering STARTTLS, so mx-ext's mail to the company waits in its queue, saying why."""
+    lab = labs.claim("t-tlsreq")
+    p = run_lab("start", "tls-required", "--seed", "1", "--lab", lab)
+    assert p.returncode == 0, p.stderr
+    run_lab("verify", "--lab", lab, "inbound")
+    queue = " ".join(lab_exec(lab, "mx-ext", "mailq").stdout.split())
+    assert ("TLS is required, but was not offered by host mail.example.net[203.0.113.25]"
+            in queue), queue

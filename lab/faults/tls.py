@@ -2,9 +2,10 @@
 
 The certificate faults replace the mail server's certificate files in place (as an admin
 who installed the wrong file would) and make the server read them again; nothing else
-changes, so nothing names the fault. The partner mail server mx-ext requires TLS for
-mail to example.net (its ``smtp_tls_policy``), so a mail server that stops offering
-STARTTLS stops receiving its mail.
+changes, so nothing names the fault. A mail server that stops offering STARTTLS still
+gets mail from senders that use TLS opportunistically (the reference topology's mx-ext);
+the tls-required scenario makes mx-ext require TLS for example.net (its
+``smtp_tls_policy``), and then its mail to the company stays in its queue.
 """
 from __future__ import annotations
 
@@ -125,11 +126,12 @@ class CertWrongName(Fault):
 class TlsNotOffered(Fault):
     name = "smtp-tls-not-offered"
     family = "tls"
-    description = ("mx stopped offering STARTTLS (smtpd_tls_security_level none), while "
-                   "mx-ext requires TLS for mail to example.net")
+    description = ("mx stopped offering STARTTLS (smtpd_tls_security_level none): senders "
+                   "that require TLS can no longer deliver")
     symptom = ("EHLO to mx no longer lists STARTTLS (swaks --tls: 'STARTTLS not "
-               "advertised'); mx-ext's mailq holds mail for example.net: 'TLS is required, "
-               "but was not offered by host mail.example.net[203.0.113.25]'")
+               "advertised'); a sender requiring TLS (mx-ext in the tls-required scenario) "
+               "keeps its mail for example.net queued: 'TLS is required, but was not "
+               "offered by host mail.example.net[203.0.113.25]'")
     Params = NoParams
 
     def answer(self, params) -> AnswerKey:
