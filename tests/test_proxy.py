@@ -225,21 +225,27 @@ def test_inbound_to_without_reachable_server(lab, tmp_path) -> None:
     assert "smtp-proxy: relay to 10.1.0.99:25 failed: Connection timed out" in errors
 
 
+async def _dialog(inet, commands: bytes, last: bytes) -> tuple[bytes, list[bytes]]:
+    """A raw client of the "Inbound To" proxy: the banner, then ``commands`` sent at once and
+    the reply lines up to the first that starts with ``last``."""
+    reader, writer = await connect(inet, ("203.0.113.1", 25), 3)
+    banner = await asyncio.wait_for(reader.readline(), 3)
+    writer.write(commands)
+    await writer.drain()
+    lines = [await asyncio.wait_for(reader.readline(), 3)]
+    while not lines[-1].startswith(last) and lines[-1]:
+        lines.append(await asyncio.wait_for(reader.readline(), 3))
+    writer.close()
+    return banner, lines
+
+
 @pytest_root
 def test_session_ending_before_data_is_logged(lab, tmp_path) -> None:
     node = fw_node(lab, tmp_path / "fw")
     inet = socket_factory(lab["inet"])
 
     async def body(sink):
-        reader, writer = await connect(inet, ("203.0.113.1", 25), 3)
-        banner = await asyncio.wait_for(reader.readline(), 3)
-        writer.write(b"EHLO ext.example.org\r\n")
-        await writer.drain()
-        ehlo = []
-        while not ehlo or ehlo[-1][3:4] != b" ":
-            ehlo.append(await asyncio.wait_for(reader.readline(), 3))
-        writer.close()
-        return banner, ehlo
+        return await _dialog(inet, b"EHLO ext.example.org\r\n", b"250 ")
 
     banner, ehlo = asyncio.run(_run_with(lab, node, {"proxy": {"mode": "inbound-to"}}, body))
     assert banner == b"220 fw.example.net ESMTP\r\n"
@@ -256,16 +262,10 @@ def test_inbound_to_offers_and_enforces_the_servers_size(lab, tmp_path) -> None:
     inet = socket_factory(lab["inet"])
 
     async def body(sink):
-        reader, writer = await connect(inet, ("203.0.113.1", 25), 3)
-        replies = [await asyncio.wait_for(reader.readline(), 3)]
-        writer.write(b"EHLO ext.example.org\r\nMAIL FROM:<a@example.org> SIZE=4096\r\n")
-        await writer.drain()
-        while not replies[-1].startswith(b"552") and len(replies) < 20:
-            replies.append(await asyncio.wait_for(reader.readline(), 3))
-        writer.close()
-        return replies
+        return await _dialog(inet, b"EHLO ext.example.org\r\n"
+                                   b"MAIL FROM:<a@example.org> SIZE=4096\r\n", b"552 ")
 
-    replies = asyncio.run(_run_with(lab, node, {"proxy": {"mode": "inbound-to"}}, body,
-                                    mail_sizes={"10.1.0.25": 2048}))
+    _, replies = asyncio.run(_run_with(lab, node, {"proxy": {"mode": "inbound-to"}}, body,
+                                       mail_sizes={"10.1.0.25": 2048}))
     assert b"250-SIZE 2048\r\n" in replies, replies
     assert replies[-1] == b"552 5.3.4 Message size exceeds fixed limit\r\n", replies
