@@ -19,15 +19,22 @@ from lab.services.smtpd import Smtpd, SmtpdHooks
 class _Accepting(SmtpdHooks):
     hostname = "mail.example.net"
 
+    def __init__(self) -> None:
+        self.logged: list[str] = []
+
+    def log(self, session, message):
+        self.logged.append(message)
+
     async def data(self, session, content):
         return "250 2.0.0 Ok: queued as 0123456789"
 
 
-async def _session(lines: list[bytes]) -> list[str]:
+async def _session(lines: list[bytes], hooks: _Accepting | None = None) -> list[str]:
     """The final line of every reply the engine gives to ``lines`` (sent at once)."""
     a, b = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=a)
-    served = asyncio.ensure_future(Smtpd(_Accepting(), error_sleep=0).serve(reader, writer))
+    served = asyncio.ensure_future(Smtpd(hooks or _Accepting(), error_sleep=0)
+                                   .serve(reader, writer))
     client_r, client_w = await asyncio.open_connection(sock=b)
     client_w.write(b"".join(line + b"\r\n" for line in lines))
     await client_w.drain()
@@ -140,3 +147,20 @@ def test_mail_without_helo_is_accepted():
 def test_long_ehlo_is_answered_and_the_session_goes_on():
     got = _reply_to([b"EHLO " + b"a" * 10240], b"NOOP")
     assert got == ["250 2.0.0 Ok", "221 2.0.0 Bye"], got
+
+
+@pytest.mark.parametrize("lines, logged", [
+    ([b"EHLO a", b"", b"NOOP \xff", b"FOO", b"QUIT"],
+     ["connect from unknown[unknown]",
+      "disconnect from unknown[unknown] ehlo=1 quit=1 unknown=0/1 commands=2/3"]),
+    ([b"EHLO a", b"Subject: x"],
+     ["connect from unknown[unknown]",
+      "warning: non-SMTP command from unknown[unknown]: Subject: x",
+      "disconnect from unknown[unknown] ehlo=1 unknown=0/1 commands=1/2"]),
+], ids=["errors", "non-smtp"])
+def test_session_log_lines(lines, logged):
+    """mail.log as Postfix writes it for the same session (its client was localhost, ours
+    a socket pair: ``unknown[unknown]``)."""
+    hooks = _Accepting()
+    asyncio.run(_session(lines, hooks))
+    assert hooks.logged == logged

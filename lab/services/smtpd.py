@@ -220,16 +220,8 @@ class _Run:
                 await self.error("500 5.5.2 Error: bad syntax")
                 continue
             verb = argv[0].text.upper()
-            if forbidden(argv[0].text):
-                self.s.where = "UNKNOWN"
-                self.log(f"warning: non-SMTP command from {self.s.name}: "
-                         f"{printable(raw.decode('utf-8')[:100])}")
-                await self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
-                raise _Closed
             if verb not in COMMANDS:
-                self.s.where = "UNKNOWN"
-                self.s.counts.setdefault("unknown", [0, 0])[1] += 1
-                await self.error("500 5.5.2 Error: command not recognized")
+                await self.unknown(argv[0].text, raw)
                 continue
             self.s.where = verb
             code = await self.run(verb, argv[1:])
@@ -245,6 +237,18 @@ class _Run:
                     self.errors += 1
             if verb == "QUIT":
                 raise _Closed
+
+    async def unknown(self, verb: str, raw: bytes) -> None:
+        """Not a command: 500, or the end of the session for one that shows the client is
+        not speaking SMTP at all (smtpd_forbid_commands)."""
+        self.s.where = "UNKNOWN"
+        self.s.counts.setdefault("unknown", [0, 0])[1] += 1
+        if forbidden(verb):
+            self.log(f"warning: non-SMTP command from {self.s.name}: "
+                     f"{printable(raw.decode('utf-8')[:100])}")
+            await self.reply("221 2.7.0 Error: I can break rules, too. Goodbye.")
+            raise _Closed
+        await self.error("500 5.5.2 Error: command not recognized")
 
     async def error(self, text: str) -> None:
         self.errors += 1
