@@ -157,7 +157,12 @@ def test_long_ehlo_is_answered_and_the_session_goes_on():
      ["connect from unknown[unknown]",
       "warning: non-SMTP command from unknown[unknown]: Subject: x",
       "disconnect from unknown[unknown] ehlo=1 unknown=0/1 commands=1/2"]),
-], ids=["errors", "non-smtp"])
+    ([b"EHLO a", b"MAIL FROM:<a b>", b"MAIL FROM:<a@b>", b"RCPT TO:<>", b"QUIT"],
+     ["connect from unknown[unknown]",
+      "warning: Illegal address syntax from unknown[unknown] in MAIL command: <a b>",
+      "warning: Illegal address syntax from unknown[unknown] in RCPT command: <>",
+      "disconnect from unknown[unknown] ehlo=1 mail=1/2 rcpt=0/1 quit=1 commands=3/5"]),
+], ids=["errors", "non-smtp", "bad-addresses"])
 def test_session_log_lines(lines, logged):
     """mail.log as Postfix writes it for the same session (its client was localhost, ours
     a socket pair: ``unknown[unknown]``)."""

@@ -250,6 +250,16 @@ class _Run:
             raise _Closed
         await self.error("500 5.5.2 Error: command not recognized")
 
+    def address(self, token: Token, empty_ok: bool = False) -> str | None:
+        """The address in a MAIL, RCPT or VRFY argument, or None (logged as Postfix does)
+        when it is malformed, or empty where an address is needed."""
+        address = extract_address(token)
+        if address is None or (not address and not empty_ok):
+            self.log(f"warning: Illegal address syntax from {self.s.name} in {self.s.where} "
+                     f"command: {printable(token.text)}")
+            return None
+        return address
+
     async def error(self, text: str) -> None:
         self.errors += 1
         await self.reply(text)
@@ -330,7 +340,7 @@ class _Run:
             return "503 5.5.1 Error: nested MAIL command"
         if len(args) < 2 or args[0].text.lower() != "from:":
             return "501 5.5.4 Syntax: MAIL FROM:<address>"
-        sender = extract_address(args[1])
+        sender = self.address(args[1], empty_ok=True)
         if sender is None:
             return "501 5.1.7 Bad sender address syntax"
         size = 0
@@ -355,7 +365,7 @@ class _Run:
             return "503 5.5.1 Error: need MAIL command"
         if len(args) < 2 or args[0].text.lower() != "to:":
             return "501 5.5.4 Syntax: RCPT TO:<address>"
-        address = extract_address(args[1])
+        address = self.address(args[1])
         if not address:
             return "501 5.1.3 Bad recipient address syntax"
         if len(args) > 2:
@@ -414,7 +424,7 @@ class _Run:
         if not args:
             return "501 5.5.4 Syntax: VRFY address [SMTPUTF8]"
         arg = Token(_joined(args), all(t.ok for t in args))  # Postfix's collapse_args
-        address = extract_address(arg)
+        address = self.address(arg)
         if not address:
             return "501 5.1.3 Bad recipient address syntax"
         return await self.hooks.verify(self.s, address, arg.text)
