@@ -58,7 +58,8 @@ SURFACES = {
     "ns-ext": "cat /etc/bind/db.example.net",
     "dns-tld": "cat /etc/bind/db.net",
     "fw": "nft list ruleset; cat /etc/resolv.conf",
-    "mx": "ip route; ip -br link; nft list ruleset; cat /etc/resolv.conf",
+    "mx": "ip route; ip -br link; nft list ruleset; cat /etc/resolv.conf; "
+          "cat /etc/ssl/certs/mail.example.net.pem",
 }
 
 
@@ -220,6 +221,39 @@ def s_loss(lab):
     assert loss >= 40, p.stdout
 
 
+def starttls(lab: str, *args: str) -> str:
+    p = sh(lab, "admin", "sh", "-c", "openssl s_client -starttls smtp -connect 10.1.0.25:25 "
+           "-verify_return_error -brief \"$@\" </dev/null 2>&1", "sh", *args)
+    return p.stdout + f"\nrc={p.returncode}"
+
+
+def s_cert_expired(lab):
+    talk = starttls(lab)
+    assert "certificate has expired" in talk and "rc=0" not in talk, talk
+
+
+def s_cert_wrong_name(lab):
+    talk = starttls(lab, "-verify_hostname", "mail.example.net")
+    assert "hostname mismatch" in talk and "rc=0" not in talk, talk
+    assert "Verification: OK" in starttls(lab)  # the chain itself is fine
+
+
+def s_tls_not_offered(lab):
+    p = sh(lab, "admin", "swaks", "--server", "10.1.0.25", "--tls", "--to",
+           "jsmith@example.net", "--from", "a@example.net", "--timeout", "8")
+    assert p.returncode != 0 and "STARTTLS" not in (p.stdout.split("250-PIPELINING")[1]
+                                                    .split("<-  250 ")[0]), p.stdout
+    # mx-ext uses TLS opportunistically in the reference topology: its mail still arrives
+    # (the tls-required scenario makes it require TLS: tests/test_lab_mailproto.py)
+
+
+def s_outbound_refused(lab):
+    run_lab("verify", "--lab", lab, "outbound")
+    log = out(lab, "mx", "tail", "-n", "30", "/var/log/mail.log")
+    assert "Sender address rejected: Access denied" in log, log
+    assert last_verdict(lab, "10.1.0.25", "203.0.113.20:25") == "X"
+
+
 @dataclass
 class Case:
     fault: str
@@ -265,6 +299,11 @@ CASES = [
     Case("link-down", s_link_down, {"inbound", "outbound", "alert"}, ("link-down", "mx")),
     Case("link-packet-loss", s_loss, {"inbound", "outbound"}, ("link-packet-loss", "mx"),
          any_of=True),
+    Case("tls-cert-expired", s_cert_expired, set(), ("tls-cert-expired", "mx")),
+    Case("tls-cert-wrong-name", s_cert_wrong_name, set(), ("tls-cert-wrong-name", "mx")),
+    Case("smtp-tls-not-offered", s_tls_not_offered, set(), ("smtp-tls-not-offered", "mx")),
+    Case("proxy-outbound-sender-refused", s_outbound_refused, {"outbound"},
+         ("proxy-outbound-sender-refused", "fw")),
 ]
 
 

@@ -242,7 +242,9 @@ def test_proxy_passes_inbound_mail(proxy_lab, node_exec):
     lines = [ln for ln in log.splitlines() if f"{public}:25 " in ln and "203.0.113.100" in ln]
     assert lines, log
     verdict = lines[-1].split()[1]
-    assert verdict == ("Xr" if mode == "inbound-to" else "X"), lines[-1]
+    assert verdict == "Xr", lines[-1]  # inbound through the proxy, either mode
+    box = node_exec(name, "mx", "cat", "/var/mail/jsmith").stdout
+    assert "by fw.example.net (netguard smtp proxy)" in box.split(subject)[0].rsplit("\nFrom ", 1)[-1]
     assert f"proxy={mode}" in lines[-1] and "relay=10.1.0.25:25" in lines[-1]
 
 

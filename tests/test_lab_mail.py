@@ -231,7 +231,7 @@ def test_outbound_relay_for_admin_through_nat(x):
     # mx's log: the outbound hop, Postfix style
     mx_log = "\n".join(log_lines(x, "mx", qid))
     m = re.search(rf"{qid}: to=<jsmith@example\.com>, relay=mail\.example\.com\[203\.0\.113\.20\]:25,"
-                  r" delay=[\d.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as ([0-9A-F]+)\)",
+                  r" delay=[\d.]+, delays=[\d./]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as ([0-9A-F]+)\)",
                   mx_log)
     assert m, mx_log
     ext_qid = m.group(1)
@@ -285,7 +285,7 @@ def test_undeliverable_logged(x, rcpt, status, dsn):
         if f"status={status}" in joined:
             break
         time.sleep(0.2)
-    assert re.search(rf"{qid}: to=<{re.escape(rcpt)}>, relay=none, delay=[\d.]+, dsn={dsn}, "
+    assert re.search(rf"{qid}: to=<{re.escape(rcpt)}>, relay=none, delay=[\d.]+, delays=[\d./]+, dsn={dsn}, "
                      rf"status={status} \(", joined), joined
 
 
@@ -346,9 +346,10 @@ def test_ext_ws_may_relay_through_mx_ext(x):
 
 @pytest.fixture(scope="module")
 def quick_lab(module_labs, node_exec) -> str:
-    """mail-dmz with mx retrying every 1 s and bouncing after 3 s."""
+    """mail-dmz with mx retrying every 1 s (backoff and queue scan) and bouncing after 3 s."""
     topo = yaml.safe_load((PROJECT_ROOT / "topologies" / "mail-dmz.yaml").read_text())
-    topo["nodes"]["mx"]["services"]["smtp"].update(retry_interval=1, bounce_after=3)
+    topo["nodes"]["mx"]["services"]["smtp"].update(
+        minimal_backoff_time=1, maximal_backoff_time=1, queue_run_delay=1, bounce_after=3)
     with tempfile.TemporaryDirectory(prefix="t3-mailq-") as d:
         path = Path(d) / "mail-dmz-quick.yaml"
         path.write_text(yaml.safe_dump(topo, sort_keys=False))

@@ -35,7 +35,8 @@ EXPECTED_IDS = {
     "nat-static-wrong-host", "nat-dynamic-missing", "fw-smtp-permit-missing",
     "fw-alert-permit-missing", "fw-icmp-blocked", "proxy-server-not-listed",
     "proxy-mode-mismatch", "smtp-service-down", "smtp-relay-refused", "host-gateway-wrong",
-    "host-resolver-wrong", "link-down", "link-packet-loss",
+    "host-resolver-wrong", "link-down", "link-packet-loss", "proxy-outbound-sender-refused",
+    "smtp-tls-not-offered", "tls-cert-expired", "tls-cert-wrong-name",
 }
 
 

@@ -10,17 +10,26 @@ from pathlib import Path
 
 MOUNT_POINT = "/usr/local/sbin"
 
-# command name -> python module with a main(argv) that runs inside the node
+# command name -> python module with a main(argv) that runs inside the node, and the
+# name of that function when it is not ``main``
 NODE_COMMANDS = {
     "netguard": "lab.services.netguard",
     "mailq": "lab.services.mailq",
     "netguard-alert": "lab.services.alert_cli",
+    "postqueue": "lab.services.postqueue",
+    "sendmail": "lab.services.postqueue:sendmail_main",
 }
 
 
 def write_node_bin(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, module in NODE_COMMANDS.items():
+    for name, target in NODE_COMMANDS.items():
+        module, _, func = target.partition(":")
+        if func:
+            run = (f'exec {sys.executable} -c "import sys; from {module} import {func}; '
+                   f'sys.exit({func}(sys.argv[1:]))" "$@"')
+        else:
+            run = f'exec {sys.executable} -m {module} "$@"'
         path = directory / name
-        path.write_text(f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n')
+        path.write_text(f"#!/bin/sh\n{run}\n")
         path.chmod(0o755)

@@ -24,6 +24,7 @@ from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
+from lab.services.tlsnames import prepare_nodes
 
 
 class Supervisor:
@@ -36,6 +37,7 @@ class Supervisor:
         self.network = None
         self.services = None
         self.exercise = None
+        self.ca = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -44,6 +46,8 @@ class Supervisor:
         self.state.save()  # the supervisor is on record before anything else exists
         for name, node in self.topo.nodes.items():
             self.files[name].create(node)
+        self.ca = prepare_nodes(self.dir, self.lab, self.topo,
+                                {n: f.root for n, f in self.files.items()})
         write_node_bin(self.dir / "bin")
         started = time.monotonic()
         self.network = build(self.topo, self.files, self.dir / "bin")
@@ -56,7 +60,7 @@ class Supervisor:
 
         started = time.monotonic()
         pids = {name: node.pid for name, node in self.network.hosts.items()}
-        self.services = ServiceHost(self.topo, self.files, pids)
+        self.services = ServiceHost(self.topo, self.files, pids, self.ca)
         await self.services.start()
         print(f"services healthy in {time.monotonic() - started:.3f} s", flush=True)
 

@@ -6,10 +6,10 @@ module to ``FAMILIES``. Helpers shared by the families live in ``_support``.
 from __future__ import annotations
 
 from lab.errors import LabError
-from lab.faults import alerts, dns, links, nat, server
+from lab.faults import alerts, dns, links, nat, server, tls
 from lab.faults.base import AnswerKey, Fault, LabContext
 
-FAMILIES = (dns, nat, server, alerts, links)
+FAMILIES = (dns, nat, server, alerts, links, tls)
 
 
 def _catalog() -> dict[str, Fault]:

@@ -132,13 +132,25 @@ class Proxy(_Strict):
     ``port`` and passed on to the static-NAT private address of its original
     destination. ``inbound-to``: the proxy listens on the firewall's external address
     port 25 and relays each message to the first reachable of ``servers``, for
-    recipients in ``domains`` (an empty list relays any domain).
+    recipients in ``domains`` (an empty list relays any domain). ``outbound``: SMTP from
+    the internal network to the outside is redirected to ``outbound_port`` and relayed to
+    its original destination from the firewall's external address, for senders in
+    ``outbound_senders`` (domains; empty: any).
+
+    The proxy speaks SMTP itself (a Received line of its own, STARTTLS with a certificate
+    for ``hostname`` and ``tls_names``) and checks each recipient with the mail server
+    behind it before answering the sender; its SIZE is that server's message_size_limit.
     """
 
     mode: Literal["none", "inbound-through", "inbound-to"] = "none"
     servers: list[str] = []
     domains: list[str] = []
     port: int = 2525
+    outbound: bool = False
+    outbound_port: int = 2526
+    outbound_senders: list[str] = []
+    hostname: str = "fw.example.net"
+    tls_names: list[str] = []
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -147,7 +159,7 @@ class Proxy(_Strict):
             raise ValueError("servers must be a list of IPv4 addresses")  # noqa: TRY004 (pydantic)
         return [_ipv4(s, "proxy server") for s in v]
 
-    @field_validator("domains")
+    @field_validator("domains", "outbound_senders", "tls_names")
     @classmethod
     def _domains(cls, v: list[str]) -> list[str]:
         out = []
@@ -158,12 +170,26 @@ class Proxy(_Strict):
             out.append(d)
         return out
 
-    @field_validator("port")
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        v = v.strip().rstrip(".").lower()
+        if not DOMAIN.match(v):
+            raise ValueError(f"proxy hostname {v!r} is not a host name")
+        return v
+
+    @field_validator("port", "outbound_port")
     @classmethod
     def _port(cls, v: int) -> int:
         if not 1024 <= v <= 65535 or v == 25:
             raise ValueError(f"proxy port {v} must be in 1024-65535")
         return v
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Proxy:
+        if self.port == self.outbound_port:
+            raise ValueError("port and outbound_port must differ")
+        return self
 
 
 class FirewallConfig(_Strict):

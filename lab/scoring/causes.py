@@ -66,10 +66,19 @@ CAUSES: tuple[Cause, ...] = (
           "the proxy runs \"Inbound To\" without the mail server in its servers list", "firewall"),
     Cause("proxy-mode-mismatch", "proxy mode mismatch",
           "the SMTP proxy's mode does not match the address DNS points at", "firewall"),
+    Cause("proxy-outbound-sender-refused", "outbound proxy refuses senders",
+          "the SMTP proxy relaying outbound mail does not accept the company's senders",
+          "firewall"),
     Cause("smtp-service-down", "SMTP service down",
           "the mail server's SMTP service is not running", "server"),
     Cause("smtp-relay-refused", "relay refused for LAN",
           "the mail server refuses to relay mail for its own LAN", "server"),
+    Cause("smtp-tls-not-offered", "STARTTLS not offered",
+          "the mail server no longer offers STARTTLS to senders that require it", "server"),
+    Cause("tls-cert-expired", "certificate expired",
+          "the mail server presents an expired TLS certificate", "server"),
+    Cause("tls-cert-wrong-name", "certificate for wrong name",
+          "the mail server's TLS certificate does not name the mail host", "server"),
 )
 
 CAUSE_IDS: frozenset[str] = frozenset(c.id for c in CAUSES)

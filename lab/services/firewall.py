@@ -7,12 +7,13 @@ current rules untouched.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from lab.errors import LabError
 from lab.model.firewall import FirewallConfig
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import ConnLog, StaticEntry, log_error
+from lab.services.fwlog import ConnLog, SourceNat, StaticEntry, log_error
 from lab.services.nftrules import FILTER_TABLE, NAT_TABLE, FirewallAddresses, render_ruleset
 
 Runner = Callable[[list[str], "str | None"], tuple[int, str, str]]
@@ -42,7 +43,14 @@ class FirewallService(Service):
             node,
             group=config.log_group,
             static_nat=[StaticEntry(s.public, s.private) for s in config.static_nat],
+            snat=self._source_nat(config),
         )
+
+    def _source_nat(self, config: FirewallConfig) -> SourceNat:
+        if not config.dynamic_nat or not self.fw_addresses.external_address:
+            return SourceNat()
+        nets = tuple(ipaddress.IPv4Network(n) for n in self.fw_addresses.internal_networks)
+        return SourceNat(nets, self.fw_addresses.external_address)
 
     def render(self) -> str:
         return render_ruleset(self.config, self.external_if, self.internal_if, self.fw_addresses)
@@ -64,6 +72,7 @@ class FirewallService(Service):
             raise LabError(f"{self.node.name}: loading the ruleset failed: {err.strip()}")
         self.config = config
         self.conn_log.static_nat = [StaticEntry(s.public, s.private) for s in config.static_nat]
+        self.conn_log.snat = self._source_nat(config)
         path = self.node.path(RULESET_PATH)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -6,9 +6,13 @@ NETLINK_NETFILTER socket made in the firewall node's namespace, reads it on the 
 loop, and appends one line per connection attempt to /var/log/netguard/conn.log::
 
     2026-11-25T16:50:01 P tcp 203.0.113.20:40112 203.0.113.25:25 rule=smtp-in nat=10.1.0.25:25
+    2026-11-25T16:50:02 P tcp 10.1.0.25:39170 203.0.113.20:25 rule=smtp-out snat=203.0.113.1
 
-Column 2 is the verdict: P permitted, D denied, X proxied, Xr proxied and relayed.
-The proxy appends its X / Xr (and D) lines with ``log_proxy``.
+Column 2 is the verdict: P permitted, D denied, X proxied (outbound), Xr proxied and
+relayed (inbound, to a server inside). ``nat=`` is where a static NAT sent an inbound
+connection, ``snat=`` the address an outbound one leaves with (the static NAT's public
+address, or the firewall's own for dynamic NAT). The proxy appends its X / Xr (and D)
+lines with ``log_proxy``; what goes wrong after that is in the error log.
 """
 from __future__ import annotations
 
@@ -220,8 +224,34 @@ class StaticEntry:
     private: str
 
 
-def line_for_packet(pkt: NflogPacket, static_nat: list[StaticEntry], when: str) -> str | None:
-    """The log line for one NFLOG packet, showing the original destination of a DNAT."""
+@dataclass(frozen=True)
+class SourceNat:
+    """How connections from inside leave: the dynamic-NAT (masquerade) networks and the
+    address they take, i.e. the firewall's external address."""
+
+    networks: tuple[ipaddress.IPv4Network, ...] = ()
+    address: str = ""
+
+    def address_for(self, src: str, dst: str, static_nat: list[StaticEntry]) -> str | None:
+        for entry in static_nat:
+            if entry.private == src:
+                return entry.public
+        if not self.address:
+            return None
+        try:
+            s, d = ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst)
+        except ValueError:
+            return None
+        inside = any(s in n for n in self.networks)
+        if inside and not any(d in n for n in self.networks):
+            return self.address
+        return None
+
+
+def line_for_packet(pkt: NflogPacket, static_nat: list[StaticEntry], when: str,
+                    snat: SourceNat = SourceNat()) -> str | None:
+    """The log line for one NFLOG packet, showing the original destination of a DNAT and
+    the address a source NAT will give it."""
     verdict = verdict_of(pkt.prefix)
     flow = parse_ipv4(pkt.payload)
     if verdict is None or flow is None:
@@ -235,6 +265,10 @@ def line_for_packet(pkt: NflogPacket, static_nat: list[StaticEntry], when: str) 
     extras.append(("rule", verdict[1]))
     if dst != flow.dst:
         extras.append(("nat", _endpoint(flow.dst, flow.dport)))
+    elif verdict[0] == "P":
+        source = snat.address_for(flow.src, flow.dst, static_nat)
+        if source is not None:
+            extras.append(("snat", source))
     return format_line(when, verdict[0], flow.proto, flow.src, flow.sport, dst, flow.dport, extras)
 
 
@@ -245,11 +279,13 @@ def append_line(path: Path, line: str) -> None:
 
 
 def log_proxy(node: NodeContext, verdict: str, src: tuple[str, int], dst: tuple[str, int],
-              mode: str, relay: tuple[str, int] | None = None) -> str:
+              mode: str, relay: tuple[str, int] | None = None, snat: str | None = None) -> str:
     """Append a proxy line (X, Xr, or D) to the node's connection log; returns the line."""
     extras = [("proxy", mode)]
     if relay is not None:
         extras.append(("relay", _endpoint(*relay)))
+    if snat is not None:
+        extras.append(("snat", snat))
     line = format_line(timestamp(), verdict, "tcp", src[0], src[1], dst[0], dst[1], extras)
     append_line(node.path(CONN_LOG), line)
     return line
@@ -271,6 +307,7 @@ class ConnLog:
     node: NodeContext
     group: int = 1
     static_nat: list[StaticEntry] = field(default_factory=list)
+    snat: SourceNat = field(default_factory=SourceNat)
     _sock: socket.socket | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _seen: dict[tuple, float] = field(default_factory=dict)
@@ -351,7 +388,7 @@ class ConnLog:
             key = (pkt.prefix, flow)
             if flow is not None and now - self._seen.get(key, -1e18) < DEDUP_SECONDS:
                 continue
-            line = line_for_packet(pkt, self.static_nat, timestamp(now))
+            line = line_for_packet(pkt, self.static_nat, timestamp(now), self.snat)
             if line is None:
                 continue
             self._seen[key] = now

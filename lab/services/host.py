@@ -10,15 +10,18 @@ from lab.model.services import parse_service
 from lab.model.topology import Topology
 from lab.services.base import NodeContext, Service
 from lab.services.netns import node_runner, socket_factory
-from lab.services.registry import FACTORIES, NodeRuntime
+from lab.services.registry import FACTORIES, NodeRuntime, mail_size_limits
+from lab.services.tlsca import LabCa
 
 HEALTH_TIMEOUT = 5.0
 
 
 class ServiceHost:
-    def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int]) -> None:
+    def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int],
+                 ca: LabCa | None = None) -> None:
         self.services: dict[str, list[Service]] = {}
         self.contexts: dict[str, NodeContext] = {}
+        sizes = mail_size_limits(topo)
         for name, node in topo.nodes.items():
             addresses = [str(a) for a in node.addresses()] + ["127.0.0.1"]
             ctx = NodeContext(name, files[name].root, addresses,
@@ -26,7 +29,7 @@ class ServiceHost:
             self.contexts[name] = ctx
             if not node.services:
                 continue
-            rt = NodeRuntime(ctx, node, node_runner(pids[name]))
+            rt = NodeRuntime(ctx, node, node_runner(pids[name]), ca, sizes)
             found: list[Service] = []
             for kind in FACTORIES:  # registry order is start order
                 if kind in node.services:

@@ -5,13 +5,40 @@ Postfix does; these formatters hold that wording in one place.
 """
 from __future__ import annotations
 
-import re
+import itertools
+import random
+import ssl
 from datetime import datetime
+
+from lab.services.smtpwire import printable
 
 
 def syslog_line(when: datetime, host: str, program: str, pid: int, message: str) -> str:
-    """``Nov 25 16:50:01 mx postfix/smtpd[4242]: message`` (day padded like syslog)."""
-    return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {host} postfix/{program}[{pid}]: {message}"
+    """``Nov 25 16:50:01 mx postfix/smtpd[4242]: message`` (day padded like syslog;
+    control bytes and anything but printable ASCII become ``?``, as Postfix logs them)."""
+    return (f"{when:%b} {when.day:2d} {when:%H:%M:%S} {host} postfix/{program}[{pid}]: "
+            f"{printable(message)}")
+
+
+class PseudoPids:
+    """Process ids for a node's Postfix programs, as ``ps`` would show them: the
+    long-running daemons (qmgr, cleanup, bounce, pickup) keep one each while the
+    service runs, every smtpd session and every local or smtp delivery is a process
+    of its own. They start at a random point per node, so two nodes differ."""
+
+    LONG_RUNNING = ("master", "qmgr", "cleanup", "bounce", "pickup")
+
+    def __init__(self, seed: str) -> None:
+        start = random.Random(seed).randrange(1000, 30000)
+        self._next = itertools.count(start)
+        self._fixed = {name: next(self._next) for name in self.LONG_RUNNING}
+
+    def of(self, program: str) -> int:
+        """The pid of a long-running program, or a new one for a one-off process."""
+        return self._fixed.get(program) or next(self._next)
+
+    def new(self) -> int:
+        return next(self._next)
 
 
 def client_name(ip: str) -> str:
@@ -37,7 +64,8 @@ def log_connect(ip: str) -> str:
 
 def log_disconnect(ip: str, counts: dict[str, tuple[int, int]]) -> str:
     """``disconnect from unknown[ip] helo=1 mail=1 rcpt=0/1 quit=1 commands=3/4``."""
-    order = ["helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "quit", "unknown"]
+    order = ["helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "rset", "noop", "vrfy",
+             "quit", "unknown"]
     names = sorted(counts, key=lambda n: (order.index(n) if n in order else 99, n))
     parts = []
     ok_total = all_total = 0
@@ -71,13 +99,27 @@ def log_queued(queue_id: str, sender: str, size: int, nrcpt: int) -> str:
 
 
 def log_delivery(
-    queue_id: str, rcpt: str, relay: str, delay: float, dsn: str, status: str, detail: str
+    queue_id: str, rcpt: str, relay: str, delay: float, dsn: str, status: str, detail: str,
+    delays: tuple[float, float, float, float] | None = None,
 ) -> str:
-    """``QID: to=<r>, relay=local, delay=0.01, dsn=2.0.0, status=sent (delivered to mailbox)``."""
-    return (
-        f"{queue_id}: to=<{rcpt}>, relay={relay}, delay={format_delay(delay)}, dsn={dsn}, "
-        f"status={status} ({detail})"
-    )
+    """``QID: to=<r>, relay=local, delay=0.01, delays=0/0/0/0.01, dsn=2.0.0, status=sent
+    (delivered to mailbox)``. ``delays`` are Postfix's a/b/c/d: before the queue
+    manager, in the queue, connection setup (DNS, HELO, TLS), transmission."""
+    parts = f"delay={format_delay(delay)}, "
+    if delays is not None:
+        parts += "delays=" + "/".join(format_delay(d) for d in delays) + ", "
+    return f"{queue_id}: to=<{rcpt}>, relay={relay}, {parts}dsn={dsn}, status={status} ({detail})"
+
+
+def tls_summary(trust: str, direction: str, peer: str, ssl_object: ssl.SSLObject | None) -> str:
+    """``Anonymous TLS connection established from unknown[ip]: TLSv1.3 with cipher
+    TLS_AES_256_GCM_SHA384 (256/256 bits)`` (``trust``: Anonymous, Untrusted, Trusted,
+    Verified; ``direction``: from (server) or to (client))."""
+    if ssl_object is None:
+        return f"{trust} TLS connection established {direction} {peer}"
+    name, _version, bits = ssl_object.cipher() or ("unknown", "", 0)
+    return (f"{trust} TLS connection established {direction} {peer}: {ssl_object.version()} "
+            f"with cipher {name} ({bits}/{bits} bits)")
 
 
 def log_reject(ip: str, reply: str, sender: str, rcpt: str, proto: str, helo: str) -> str:
@@ -98,34 +140,3 @@ def log_expired(queue_id: str, sender: str) -> str:
 
 def log_bounce(queue_id: str, new_queue_id: str) -> str:
     return f"{queue_id}: sender non-delivery notification: {new_queue_id}"
-
-
-# aiosmtpd's own replies, in the words Postfix uses for the same situation.
-_REPLIES = {
-    "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
-    "500 Command line too long": "500 5.5.2 Error: line too long",
-    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Error: line too long",
-    "503 Error: send HELO first": "503 5.5.1 Error: send HELO/EHLO first",
-    "503 Error: send EHLO first": "503 5.5.1 Error: send HELO/EHLO first",
-    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
-    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
-    "503 Error: need RCPT command": "554 5.5.1 Error: no valid recipients",
-    "552 Error: Too much mail data": "552 5.3.4 Error: message file too big",
-    "552 Error: message size exceeds fixed maximum message size":
-        "552 5.3.4 Message size exceeds fixed limit",
-    "221 Bye": "221 2.0.0 Bye",
-    "250 OK": "250 2.0.0 Ok",
-    "502 EXPN not implemented": "502 5.5.1 Error: command not implemented",
-}
-UNRECOGNISED = re.compile(r'^500 Error: command ".*" not recognized$')
-
-
-def postfix_reply(status: str) -> str:
-    """Map one aiosmtpd reply to Postfix's text; replies it does not know pass through."""
-    if UNRECOGNISED.match(status):
-        return "500 5.5.2 Error: command not recognized"
-    if status.startswith("502 5.5.1 Too many unrecognized commands"):
-        return "421 4.7.0 Error: too many errors"
-    if status.startswith("501 Syntax: "):
-        return "501 5.5.4 " + status[4:]
-    return _REPLIES.get(status, status)

@@ -60,7 +60,13 @@ def new_queue_id(spool: Path) -> str:
 
 
 def write_entry(spool: Path, entry: QueueEntry, message: bytes) -> Path:
-    """Store (or replace) ``entry`` in its queue, atomically; drop it from other queues."""
+    """Store (or replace) ``entry`` in its queue, atomically; drop it from other queues.
+
+    Written to a temporary file and renamed, so ``mailq`` and the queue manager never read
+    half a file. Not fsynced, unlike Postfix's queue files: a lab's queue lives and dies
+    with the lab, and the flush to disk was most of the cost of receiving a message
+    (bench/smtp_bench.py) where the lab state is not on tmpfs.
+    """
     tmp_dir = spool / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     target_dir = spool / entry.queue
@@ -69,8 +75,6 @@ def write_entry(spool: Path, entry: QueueEntry, message: bytes) -> Path:
     with open(tmp, "wb") as f:
         f.write(entry.header())
         f.write(message)
-        f.flush()
-        os.fsync(f.fileno())
     target = target_dir / entry.queue_id
     os.replace(tmp, target)
     for q in QUEUES:

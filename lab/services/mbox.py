@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import re
 import secrets
 import time
@@ -14,19 +15,36 @@ from pathlib import Path
 
 from lab.services.maillog import client_name
 
+FIRST_UID = 2001  # the n-th user of a mail server's ``users`` list has uid FIRST_UID + n
+MAIL_GID = 8  # Debian's group "mail", which owns /var/mail
+
+
+def mailbox_owner(users: list[str], user: str) -> tuple[int, int]:
+    """The numeric (uid, gid) owning ``user``'s mailbox. The users of a lab exist only
+    inside its nodes (the host has no such accounts), so each gets a fixed number by its
+    place in the server's ``users`` list; the nodes' /etc/passwd names them."""
+    return FIRST_UID + users.index(user), MAIL_GID
+
+
+def passwd_lines(users: list[str]) -> list[str]:
+    """``/etc/passwd`` entries for a mail server's users (no login, no home)."""
+    return [f"{u}:x:{FIRST_UID + i}:{MAIL_GID}:{u}:/nonexistent:/usr/sbin/nologin"
+            for i, u in enumerate(users)]
+
 
 class MailboxBusy(Exception):
     """Another process holds the mailbox's lock for longer than we wait."""
 
 
 def received_header(
-    helo: str, ip: str, hostname: str, queue_id: str, proto: str, rcpts: list[str], when: datetime
+    helo: str, ip: str, hostname: str, queue_id: str, proto: str, rcpts: list[str], when: datetime,
+    software: str = "Postfix",
 ) -> str:
     """The Received: header smtpd prepends (folded like Postfix's)."""
     for_part = f"\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
     return (
         f"Received: from {helo} ({client_name(ip).replace('[', ' [')})\n"
-        f"\tby {hostname} (Postfix) with {proto} id {queue_id}{for_part}; "
+        f"\tby {hostname} ({software}) with {proto} id {queue_id}{for_part}; "
         f"{format_datetime(when)}\n"
     )
 
@@ -129,14 +147,20 @@ def bounce_message(
     return text + original.replace(b"\r\n", b"\n").rstrip(b"\n") + f"\n\n--{boundary}--\n".encode()
 
 
-async def append_locked(path: Path, data: bytes, tries: int = 40, pause: float = 0.05) -> None:
-    """Append ``data`` to the mailbox at ``path`` under an exclusive ``flock``.
+async def append_locked(path: Path, data: bytes, tries: int = 40, pause: float = 0.05,
+                        owner: tuple[int, int] | None = None) -> None:
+    """Append ``data`` to the mailbox at ``path`` under an exclusive ``flock``; a new
+    mailbox is created mode 0600 and given to ``owner`` (uid, gid), as Postfix's local.
 
     Raises ``MailboxBusy`` when the lock stays taken for ``tries`` x ``pause`` seconds,
     ``OSError`` when the file cannot be written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as f:  # noqa: ASYNC230 - a small local append
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if owner is not None and os.fstat(fd).st_size == 0:
+        os.fchown(fd, *owner)
+        os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as f:
         for _ in range(tries):
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -124,6 +124,10 @@ def render_ruleset(
     ]
     if proxy.mode == "inbound-through":
         out.append(f"\t\tiifname {ext} tcp dport 25 redirect to :{proxy.port}")
+    if proxy.outbound and fw_addresses.internal_networks:
+        inside = ", ".join(fw_addresses.internal_networks)
+        out.append(f"\t\tiifname {inn} ip daddr != {{ {inside} }} tcp dport 25 "
+                   f"redirect to :{proxy.outbound_port}")
     for i, entry in enumerate(config.static_nat):
         mark = STATIC_MARK_BASE + i + 1
         out.append(
@@ -159,6 +163,8 @@ def render_ruleset(
     ]
     if proxy.mode == "inbound-through":
         out.append(f"\t\ttcp dport {proxy.port} ct status dnat accept")
+    if proxy.outbound:
+        out.append(f"\t\tiifname {inn} tcp dport {proxy.outbound_port} ct status dnat accept")
     if proxy.mode == "inbound-to" and fw_addresses.external_address:
         out.append(
             f"\t\tiifname {ext} ip daddr {fw_addresses.external_address} tcp dport 25 accept"
@@ -183,7 +189,7 @@ def render_ruleset(
         "\t\tct state established,related accept",
         '\t\toifname "lo" accept',
     ]
-    if proxy.mode != "none":
+    if proxy.mode != "none" or proxy.outbound:
         out.append(f"\t\tmeta mark 0x{PROXY_MARK:08x} accept")
     out += [f"\t\toifname {inn} {line}" for line in chains["output"]]
     out += [

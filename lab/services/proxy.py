@@ -1,32 +1,38 @@
 """The firewall's SMTP proxy, on the supervisor's asyncio loop.
 
 - ``inbound-through``: nftables redirects SMTP arriving on the external interface to
-  ``proxy.port``. For each session the proxy reads the original destination
-  (SO_ORIGINAL_DST), maps it through the static NAT to the private address, connects
-  there and relays the session byte for byte (log ``X``). Without a static NAT for the
-  address: ``421 4.4.0 proxy: no route to mail server`` (log ``D``).
-- ``inbound-to``: the proxy listens on the firewall's external address port 25, speaks
-  SMTP (aiosmtpd's protocol) up to the end of the message and relays it to the first
-  reachable of ``proxy.servers`` (log ``Xr``). A recipient outside ``proxy.domains``:
-  ``554 5.7.1 Relay access denied``; no server reachable: ``451 4.4.1`` (log ``D``).
+  ``proxy.port``. The proxy reads each session's original destination (SO_ORIGINAL_DST)
+  and relays to its static-NAT private address. Without a static NAT for the address:
+  ``421 4.4.0 proxy: no route to mail server`` (log ``D``: the session is refused).
+- ``inbound-to``: the proxy listens on the firewall's external address port 25 and relays
+  to the first reachable of ``proxy.servers``; a recipient outside ``proxy.domains`` gets
+  ``554 5.7.1 Relay access denied``.
+- ``outbound`` (besides either mode): SMTP from the internal network to the outside is
+  redirected to ``proxy.outbound_port`` and relayed to its original destination from
+  the firewall's external address (the dynamic-NAT address).
 
-Sockets come only from ``node.socket()``; relay connections carry the packet mark
-``PROXY_MARK`` that the firewall's output chain lets through.
+Every proxied session writes one line to the connection log when it starts: ``Xr``
+inbound (proxied and relayed to an inside server), ``X`` outbound, whatever happens
+next; relay failures go to the error log. The SMTP itself is :mod:`lab.services.smtpd`
+with the hooks of :mod:`lab.services.proxyrelay`. Sockets come only from
+``node.socket()``; relay connections carry the packet mark ``PROXY_MARK`` that the
+firewall's output chain lets through.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 import struct
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
 from lab.model.firewall import FirewallConfig
+from lab.model.mta import MESSAGE_SIZE_LIMIT
 from lab.services.base import NodeContext, Service
 from lab.services.fwlog import log_error, log_proxy
-from lab.services.nftrules import PROXY_MARK
-from lab.services.smtpclient import SmtpError, read_reply, send_message
+from lab.services.proxyrelay import ProxyHooks, Route
+from lab.services.smtpd import Session, Smtpd
+from lab.services.tlsca import TRUST_BUNDLE, ServerTls, client_context
 
 log = logging.getLogger(__name__)
 
@@ -41,59 +47,14 @@ def original_dst(sock) -> tuple[str, int]:
     return socket.inet_ntoa(raw[4:8]), port
 
 
-class SmtpRelayError(Exception):
-    """The mail server refused the relayed message."""
+class _Hooks(ProxyHooks):
+    """Routes each new session (and refuses it when there is nowhere to go)."""
 
+    async def connect(self, session: Session) -> str | None:
+        return self.proxy.route_session(session)
 
-async def smtp_send(
-    node: NodeContext,
-    server: tuple[str, int],
-    mail_from: str,
-    rcpt_tos: list[str],
-    data: bytes,
-    helo: str,
-    timeout: float = 10.0,
-    mark: int | None = PROXY_MARK,
-) -> str:
-    """Relay one message to ``server`` from a socket in ``node`` carrying the proxy's mark
-    (the ruleset lets the proxy's own connections through); returns the final reply.
-
-    Raises OSError / TimeoutError when the server is unreachable and SmtpRelayError when
-    it refuses the message or a recipient.
-    """
-    sock = node.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if mark is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
-    try:
-        result = await send_message(sock, server, mail_from, rcpt_tos, data, helo_name=helo,
-                                    connect_timeout=timeout, timeout=timeout)
-    except SmtpError as e:
-        if e.reply is None and e.stage == "connect":
-            raise OSError(e.detail) from None
-        raise SmtpRelayError(str(e)) from None
-    if result.reply is None or result.refused:
-        refused = ", ".join(f"{r}: {reply}" for r, reply in result.refused.items())
-        raise SmtpRelayError(f"recipients refused: {refused}")
-    return str(result.reply)
-
-
-class _RelayHandler:
-    """aiosmtpd handler for inbound-to: check recipients, relay at end of DATA."""
-
-    def __init__(self, proxy: SmtpProxy) -> None:
-        self.proxy = proxy
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
-        domains = self.proxy.config.proxy.domains
-        domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-        if domains and domain not in domains:
-            return "554 5.7.1 Relay access denied"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return await self.proxy.relay_message(session.peer, envelope)
+    async def disconnect(self, session: Session) -> None:
+        await self.reset(session)
 
 
 class SmtpProxy(Service):
@@ -105,33 +66,44 @@ class SmtpProxy(Service):
         config: FirewallConfig,
         external_address: str,
         connect_timeout: float = 5.0,
-        hostname: str | None = None,
+        tls: ServerTls | None = None,
+        session_timeout: float = 300.0,
+        mail_sizes: dict[str, int] | None = None,
     ) -> None:
         super().__init__(node)
         self.config = config
+        self.mail_sizes = dict(mail_sizes or {})
         self.external_address = external_address
         self.connect_timeout = connect_timeout
-        self.hostname = hostname or node.name
-        self._server: asyncio.AbstractServer | None = None
+        self.tls = tls
+        self.trust_file = tls.trust_file if tls else node.path(TRUST_BUNDLE)
+        self.server_tls: ssl.SSLContext | None = None
+        self.client_tls: ssl.SSLContext | None = None
+        self.smtpd = Smtpd(_Hooks(self), timeout=session_timeout)
+        self._servers: list[asyncio.AbstractServer] = []
         self._sessions: set[asyncio.Task] = set()
 
     @property
     def mode(self) -> str:
         return self.config.proxy.mode
 
-    @property
-    def listen_address(self) -> tuple[str, int] | None:
-        if self.mode == "inbound-through":
-            return ("0.0.0.0", self.config.proxy.port)
-        if self.mode == "inbound-to":
-            return (self.external_address, 25)
-        return None
+    def listen_addresses(self) -> dict[str, tuple[str, int]]:
+        """direction -> where the proxy listens for it."""
+        proxy = self.config.proxy
+        out: dict[str, tuple[str, int]] = {}
+        if proxy.mode == "inbound-through":
+            out["inbound-through"] = ("0.0.0.0", proxy.port)
+        elif proxy.mode == "inbound-to":
+            out["inbound-to"] = (self.external_address, 25)
+        if proxy.outbound:
+            out["outbound"] = ("0.0.0.0", proxy.outbound_port)
+        return out
 
-    def _listener(self) -> socket.socket:
+    def _listener(self, address: tuple[str, int]) -> socket.socket:
         sock = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(self.listen_address)
+            sock.bind(address)
             sock.listen(64)
         except BaseException:
             sock.close()
@@ -139,28 +111,42 @@ class SmtpProxy(Service):
         return sock
 
     async def start(self) -> None:
-        if self._server is not None or self.mode == "none":
+        if self._servers:
             return
-        loop = asyncio.get_running_loop()
-        sock = self._listener()
-        if self.mode == "inbound-through":
-            self._server = await asyncio.start_server(self._through_session, sock=sock)
-        else:
-            handler = _RelayHandler(self)
-            self._server = await loop.create_server(
-                lambda: SMTP(handler, hostname=self.hostname, ident="netguard smtp proxy"),
-                sock=sock,
-            )
+        if self.tls is not None:
+            self.tls.ensure()
+            self.server_tls = self.tls.server_context()
+        self.client_tls = client_context(self.trust_file)
+        try:
+            for direction, address in self.listen_addresses().items():
+                handler = self._handler(direction)
+                server = await asyncio.start_server(handler, sock=self._listener(address))
+                self._servers.append(server)
+        except OSError:
+            await self.stop()
+            raise
+
+    def _handler(self, direction: str):
+        async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self._sessions.add(task)
+            try:
+                await self.smtpd.serve(reader, writer, {
+                    "direction": direction, "socket": writer.get_extra_info("socket")})
+            finally:
+                self._sessions.discard(task)
+
+        return session
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
         for task in list(self._sessions):
             task.cancel()
         await asyncio.gather(*self._sessions, return_exceptions=True)
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     async def reconfigure(self, config: FirewallConfig) -> bool:
         """Take the firewall's new config; restart (stop, then start in the new mode) only
@@ -174,33 +160,24 @@ class SmtpProxy(Service):
         return True
 
     async def healthy(self) -> bool:
-        if self.mode == "none":
-            return True
-        if self._server is None or not self._server.is_serving():
+        """Every listener is listening (a test connection would be a logged session)."""
+        wanted = len(self.listen_addresses())
+        if len(self._servers) != wanted:
             return False
-        if self.mode == "inbound-through":
-            # a test connection would be a (logged) session of its own: check the socket
-            return all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                       for s in self._server.sockets)
-        loop = asyncio.get_running_loop()
-        sock = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, (self.external_address, 25)), 2)
-            reader, writer = await asyncio.open_connection(sock=sock)
-            try:
-                reply = await asyncio.wait_for(read_reply(reader), 2)
-                writer.write(b"QUIT\r\n")
-                await writer.drain()
-                return reply.code == 220
-            finally:
-                writer.close()
-        except (TimeoutError, OSError):
-            sock.close()
-            return False
+        return all(s.is_serving() and all(
+            k.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for k in s.sockets)
+            for s in self._servers)
 
-    # ------------------------------------------------------------ inbound-through
+    # ------------------------------------------------------------ routing
 
-    def _target(self, dst: tuple[str, int]) -> tuple[str, int] | None:
+    def size_limit(self, route: Route) -> int:
+        """The SIZE to offer for ``route``: the smallest message_size_limit of its mail
+        servers that the lab runs (``mail_sizes``: address -> limit, from the topology),
+        else Postfix's default; never a number of the proxy's own."""
+        known = [self.mail_sizes[host] for host, _ in route.targets if host in self.mail_sizes]
+        return min(known, default=MESSAGE_SIZE_LIMIT)
+
+    def _through_target(self, dst: tuple[str, int]) -> tuple[str, int] | None:
         private = self.config.private_for(dst[0])
         if private is not None:
             return (private, dst[1])
@@ -209,87 +186,30 @@ class SmtpProxy(Service):
             return dst  # a public address routed behind the firewall
         return None
 
-    async def _through_session(self, reader: asyncio.StreamReader,
-                               writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._sessions.add(task)
-        try:
-            await self._through(reader, writer)
-        except (TimeoutError, OSError) as e:
-            log.debug("%s: proxy session: %s", self.node.name, e)
-        finally:
-            self._sessions.discard(task)
-            writer.close()
-
-    async def _through(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[:2]
-        sock = writer.get_extra_info("socket")
-        try:
-            dst = original_dst(sock)
-        except OSError:
-            dst = writer.get_extra_info("sockname")[:2]
-        target = self._target(dst)
-        if target is None:
-            log_proxy(self.node, "D", peer, dst, self.mode)
-            log_error(self.node, "smtp-proxy", f"no static NAT for {dst[0]}: session from "
-                      f"{peer[0]} refused (421)")
-            writer.write(b"421 4.4.0 proxy: no route to mail server\r\n")
-            await writer.drain()
-            return
-        loop = asyncio.get_running_loop()
-        up = self.node.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            up.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROXY_MARK)
-            await asyncio.wait_for(loop.sock_connect(up, target), self.connect_timeout)
-        except (TimeoutError, OSError) as e:
-            up.close()
-            log_proxy(self.node, "D", peer, dst, self.mode, relay=target)
-            log_error(self.node, "smtp-proxy", f"connect to mail server {target[0]}:{target[1]}"
-                      f" failed: {e or 'timed out'}; session from {peer[0]} refused (421)")
-            writer.write(b"421 4.4.1 proxy: mail server not responding\r\n")
-            await writer.drain()
-            return
-        up_reader, up_writer = await asyncio.open_connection(sock=up)
-        log_proxy(self.node, "X", peer, dst, self.mode, relay=target)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            up_writer.close()
-
-    # ------------------------------------------------------------ inbound-to
-
-    async def relay_message(self, peer: tuple[str, int], envelope: Envelope) -> str:
-        data = envelope.original_content or b""
-        if isinstance(envelope.content, str) and not data:
-            data = envelope.content.encode("utf-8", "surrogateescape")
-        src = (peer[0], peer[1]) if peer else ("0.0.0.0", 0)
-        dst = (self.external_address, 25)
-        for server in self.config.proxy.servers:
+    def route_session(self, session: Session) -> str | None:
+        """Decide where a new session goes, log it, and return a refusal or None."""
+        direction, sock = session.context["direction"], session.context["socket"]
+        peer = (session.client_ip, session.client_port)
+        proxy = self.config.proxy
+        if direction == "inbound-to":
+            dst = (self.external_address, 25)
+            targets = tuple((s, 25) for s in proxy.servers)
+        else:
             try:
-                await smtp_send(self.node, (server, 25), envelope.mail_from or "",
-                                list(envelope.rcpt_tos), data, self.hostname,
-                                timeout=self.connect_timeout)
-            except (TimeoutError, OSError, SmtpRelayError) as e:
-                log_error(self.node, "smtp-proxy", f"relay to {server}:25 failed: "
-                          f"{e or 'timed out'}")
-                continue
-            log_proxy(self.node, "Xr", src, dst, self.mode, relay=(server, 25))
-            return "250 2.0.0 OK: relayed"
-        log_proxy(self.node, "D", src, dst, self.mode)
-        log_error(self.node, "smtp-proxy", f"message from {src[0]} not relayed: no mail "
-                  f"server in the servers list accepted it (451)")
-        return "451 4.4.1 proxy: no mail server reachable"
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except OSError:
-        writer.close()
+                dst = original_dst(sock)
+            except OSError:
+                dst = sock.getsockname()[:2]
+            target = dst if direction == "outbound" else self._through_target(dst)
+            if target is None:
+                log_proxy(self.node, "D", peer, dst, direction)
+                log_error(self.node, "smtp-proxy", f"no static NAT for {dst[0]}: session from "
+                          f"{peer[0]} refused (421)")
+                return "421 4.4.0 proxy: no route to mail server"
+            targets = (target,)
+        session.context["route"] = Route(direction, targets)
+        if direction == "outbound":
+            log_proxy(self.node, "X", peer, dst, direction, snat=self.external_address)
+        else:
+            log_proxy(self.node, "Xr", peer, dst, direction,
+                      relay=targets[0] if targets else None)
+        return None

@@ -7,10 +7,11 @@ under the same names (a test checks the two agree).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from lab.model.topology import Node
+from lab.model.services import parse_service
+from lab.model.topology import Node, Topology
 from lab.services.alerts import AlertMailer
 from lab.services.base import NodeContext, Service
 from lab.services.dns import DnsService
@@ -18,6 +19,8 @@ from lab.services.firewall import FirewallService
 from lab.services.mta import MtaService
 from lab.services.nftrules import FirewallAddresses
 from lab.services.proxy import SmtpProxy
+from lab.services.tlsca import LabCa
+from lab.services.tlsnames import node_tls, server_names
 
 Runner = Callable[[list[str], str | None], tuple[int, str, str]]
 
@@ -30,6 +33,19 @@ class NodeRuntime:
     ctx: NodeContext
     node: Node
     run: Runner
+    ca: LabCa | None = None  # the lab's certificate authority (servers' certificates)
+    mail_sizes: dict[str, int] = field(default_factory=dict)  # see mail_size_limits
+
+
+def mail_size_limits(topo: Topology) -> dict[str, int]:
+    """Every address of a node running a mail server -> its message_size_limit (what a
+    proxy in front of that server offers as SIZE)."""
+    out: dict[str, int] = {}
+    for node in topo.nodes.values():
+        if "smtp" in node.services:
+            limit = parse_service("smtp", node.services["smtp"]).message_size_limit
+            out.update({str(address): limit for address in node.addresses()})
+    return out
 
 
 def _dns(rt: NodeRuntime, config: Any) -> list[Service]:
@@ -37,7 +53,7 @@ def _dns(rt: NodeRuntime, config: Any) -> list[Service]:
 
 
 def _smtp(rt: NodeRuntime, config: Any) -> list[Service]:
-    return [MtaService(rt.ctx, config)]
+    return [MtaService(rt.ctx, config, tls=node_tls(rt.ca, rt.ctx.root, server_names(rt.node)))]
 
 
 def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
@@ -46,7 +62,9 @@ def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
     addresses = FirewallAddresses(external=[str(ext.address)], internal=[str(internal.address)])
     return [
         FirewallService(rt.ctx, config, rt.run, ext_if, int_if, addresses),
-        SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip)),
+        SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip),
+                  tls=node_tls(rt.ca, rt.ctx.root, server_names(rt.node)),
+                  mail_sizes=rt.mail_sizes),
     ]
 
 
