@@ -127,19 +127,10 @@ class Supervisor:
         return LabContext(self.topo, self.services.get, node_ctx, run)
 
     async def op_fault(self, action: str, name: str, params: dict | None = None) -> dict:
-        """Apply or revert one fault of the catalog; the answer key goes back to the
-        caller only (it is never written where a node could read it)."""
-        from dataclasses import asdict
+        """Apply, revert or check one fault of the catalog (see lab.faults.act)."""
+        from lab.faults import act
 
-        from lab.faults import get_fault
-
-        if action not in ("apply", "revert"):
-            raise LabError(f"unknown fault action '{action}'")
-        fault = get_fault(name)
-        parsed = fault.Params.model_validate(params or {})
-        await getattr(fault, action)(self.lab_context(), parsed)
-        return {"fault": name, "params": parsed.model_dump(mode="json"),
-                "answer": asdict(fault.answer(parsed))}
+        return await act(self.lab_context(), action, name, params)
 
     async def op_service(self, node: str, kind: str, action: str) -> str:
         """Start, stop or restart one service, as a trainee's repair may need."""
@@ -188,7 +179,7 @@ class Supervisor:
         exercise = self._exercise()
         exercise.ensure_open()
         probes = [r.to_dict() for r in await run_probes(self.services)]
-        return exercise.score(self.lab_context(), probes, Path(results))
+        return await exercise.score(self.lab_context(), probes, Path(results))
 
     def op_down(self) -> str:
         self.stopping.set()

@@ -63,6 +63,18 @@ class Probe:
 
 
 @dataclass
+class RepairResult:
+    """One applied fault (red herrings too) checked at the end of the attempt: is its own
+    symptom gone (``repaired``), and how that was checked, in words."""
+
+    fault: str
+    cause: str
+    node: str
+    repaired: bool
+    how: str
+
+
+@dataclass
 class Attempt:
     scenario: str
     lab: str
@@ -79,6 +91,7 @@ class Attempt:
     submissions: list[Submission] = field(default_factory=list)
     probes: dict[str, Probe] = field(default_factory=dict)
     damage: list[str] = field(default_factory=list)
+    repairs: list[RepairResult] = field(default_factory=list)
     score: dict[str, Any] | None = None
 
     def record_command(self, node: str, argv: list[str], t: float | None = None) -> None:
@@ -112,6 +125,7 @@ class Attempt:
         data["hints"] = [HintTaken(**h) for h in data.get("hints", [])]
         data["submissions"] = [Submission(**s) for s in data.get("submissions", [])]
         data["probes"] = {k: Probe(**p) for k, p in data.get("probes", {}).items()}
+        data["repairs"] = [RepairResult(**r) for r in data.get("repairs", [])]
         return cls(**data)
 
     def file_name(self) -> str:

@@ -17,6 +17,7 @@ HEALTH_TIMEOUT = 5.0
 
 class ServiceHost:
     def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int]) -> None:
+        self.topo = topo
         self.services: dict[str, list[Service]] = {}
         self.contexts: dict[str, NodeContext] = {}
         for name, node in topo.nodes.items():
