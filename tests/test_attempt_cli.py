@@ -280,6 +280,22 @@ def test_zone_file_repair(labs, tmp_path):
     assert "ns-ext (authoritative): 203.0.113.25" in repair["how"], repair
 
 
+def test_lab_fault_acts_on_the_fault_the_attempt_applied(labs):
+    """After `lab start --fault NAME`, `lab fault check|revert NAME` without params concern
+    the fault as the seed drew it (its wrong address), not a fresh draw."""
+    lab = labs.claim("att-hand")
+    ok("start", "inbound-bounces", "--seed", "3", "--fault", "dns-wrong-address", "--lab", lab)
+    auth = ["dig", "+short", "@203.0.113.53", "mail.example.net"]
+    wrong = ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip()
+    check = json.loads(ok("fault", "check", "dns-wrong-address", "--lab", lab).stdout)
+    assert check["params"] == {"address": wrong} and check["repair"]["repaired"] is False
+    assert f"ns-ext (authoritative): {wrong}" in check["repair"]["how"]
+    ok("fault", "revert", "dns-wrong-address", "--lab", lab)
+    assert ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.25"
+    check = json.loads(ok("fault", "check", "dns-wrong-address", "--lab", lab).stdout)
+    assert check["repair"]["repaired"] is True, check
+
+
 def test_zone_repair_after_lookup_through_resolver(labs):
     lab = labs.claim("att-cache")
     ok("start", "inbound-bounces", "--seed", "1", "--fault", "dns-wrong-address", "--lab", lab)

@@ -49,6 +49,13 @@ class Exercise:
                           time_limit=scenario.time_limit, faults=faults, red_herrings=herrings)
         return cls(scenario, attempt, healthy)
 
+    def applied_params(self, name: str) -> dict[str, Any] | None:
+        """The params this attempt applied fault ``name`` with (None if it did not)."""
+        for key in self.attempt.faults + self.attempt.red_herrings:
+            if key.name == name:
+                return dict(key.params)
+        return None
+
     def ensure_open(self) -> Attempt:
         if self.scored:
             raise LabError("this attempt has been scored", hint="start a new one with `lab start`")

@@ -127,10 +127,12 @@ class Supervisor:
         return LabContext(self.topo, self.services.get, node_ctx, run)
 
     async def op_fault(self, action: str, name: str, params: dict | None = None) -> dict:
-        """Apply, revert or check one fault of the catalog (see lab.faults.act)."""
+        """Apply, revert or check one fault of the catalog (see lab.faults.act); params not
+        given are the ones the running attempt applied it with, if any."""
         from lab.faults import act
 
-        return await act(self.lab_context(), action, name, params)
+        applied = self.exercise.applied_params(name) if self.exercise is not None else None
+        return await act(self.lab_context(), action, name, params, applied)
 
     async def op_service(self, node: str, kind: str, action: str) -> str:
         """Start, stop or restart one service, as a trainee's repair may need."""

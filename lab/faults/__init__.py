@@ -39,16 +39,17 @@ def get_fault(name: str) -> Fault:
                        hint="faults: " + ", ".join(sorted(CATALOG))) from None
 
 
-async def act(lab: LabContext, action: str, name: str,
-              params: dict[str, Any] | None = None) -> dict[str, Any]:
+async def act(lab: LabContext, action: str, name: str, params: dict[str, Any] | None = None,
+              applied: dict[str, Any] | None = None) -> dict[str, Any]:
     """`lab fault ACTION NAME`: apply, revert or check one fault by hand. Params not given
+    come from ``applied`` (the params the running attempt applied this fault with), else
     are drawn with seed 0, the same for every action, so that apply, check and revert of
     the same command line concern the same fault. The answer key goes back to the caller
     only (it is never written where a node could read it)."""
     if action not in ACTIONS:
         raise LabError(f"unknown fault action '{action}'", hint=", ".join(ACTIONS))
     fault = get_fault(name)
-    parsed = fault.resolve(lab.roles, params or {})
+    parsed = fault.resolve(lab.roles, {**(applied or {}), **(params or {})})
     out: dict[str, Any] = {"fault": name, "params": parsed.model_dump(mode="json"),
                            "answer": asdict(fault.answer(parsed, lab.roles))}
     if action == "check":

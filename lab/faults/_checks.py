@@ -76,6 +76,17 @@ def _rdata(rr) -> str:
     return text.lower() if rr.rtype in (QTYPE.MX, QTYPE.NS, QTYPE.CNAME) else text
 
 
+@dataclass(frozen=True)
+class View:
+    """What one server hands out: the public authoritative server (asked without
+    recursion) or an outside resolver."""
+
+    label: str
+    server: str
+    recurse: bool
+    answer: DnsAnswer
+
+
 @dataclass
 class DnsViews:
     """One question asked of the public authoritative server and of every outside
@@ -83,26 +94,30 @@ class DnsViews:
 
     name: str
     rtype: str
-    views: dict[str, DnsAnswer] = field(default_factory=dict)  # label -> answer
+    views: list[View] = field(default_factory=list)
+
+    def all(self, ok) -> bool:
+        return all(ok(v.answer) for v in self.views)
 
     def describe(self) -> str:
-        return "; ".join(f"{label}: {a.text()}" for label, a in self.views.items())
+        return "; ".join(f"{v.label}: {v.answer.text()}" for v in self.views)
 
 
 async def public_views(lab: LabContext, name: str, rtype: str) -> DnsViews:
-    """``name``/``rtype`` as the public authoritative server publishes it (asked without
-    recursion) and as each outside resolver hands it out, asked from the outside client."""
+    """``name``/``rtype`` as the public authoritative server publishes it and as each
+    outside resolver hands it out, asked from the outside client."""
     roles = lab.roles
     client = roles.need("outside_client")
     asks = [(f"{roles.need('public_dns')} (authoritative)", roles.need("public_dns_address"),
              False)]
-    asks += [(node, roles_address(lab, node), True) for node in roles.public_resolvers]
+    asks += [(node, node_address(lab, node), True) for node in roles.public_resolvers]
     answers = await asyncio.gather(*(dns_query(lab, client, addr, name, rtype, recurse)
                                      for _, addr, recurse in asks))
-    return DnsViews(name, rtype, {label: a for (label, _, _), a in zip(asks, answers)})
+    return DnsViews(name, rtype, [View(*ask, a) for ask, a in zip(asks, answers)])
 
 
-def roles_address(lab: LabContext, node: str) -> str:
+def node_address(lab: LabContext, node: str) -> str:
+    """The node's first address (a server's, where a single-homed node listens)."""
     return str(lab.topo.nodes[node].interfaces[0].address.ip)
 
 

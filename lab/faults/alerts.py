@@ -89,8 +89,11 @@ class AlertPermitMissing(_RuleMissing):
     def variants(self, roles) -> list[dict]:
         return [{"rule": r.name} for r in alert_rules(roles)] or [{}]
 
-    def _rule(self, lab, params) -> Rule:
-        rules = alert_rules(lab.roles)
+    def validate(self, params, roles) -> None:
+        self._rule(roles, params)
+
+    def _rule(self, roles, params) -> Rule:
+        rules = alert_rules(roles)
         for rule in rules:
             if rule.name == params.rule or params.rule is None:
                 return rule
@@ -99,10 +102,10 @@ class AlertPermitMissing(_RuleMissing):
                        hint=f"rules: {names}")
 
     def rule_of(self, lab, params) -> str:
-        return self._rule(lab, params).name
+        return self._rule(lab.roles, params).name
 
     async def check_repaired(self, lab, params) -> Repair:
-        return await _firewall_own_traffic(lab, self._rule(lab, params))
+        return await _firewall_own_traffic(lab, self._rule(lab.roles, params))
 
 
 async def _firewall_own_traffic(lab: LabContext, rule: Rule) -> Repair:

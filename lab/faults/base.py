@@ -151,7 +151,13 @@ class Fault:
         rng = rng if rng is not None else random.Random(0)
         if variant is None:
             variant = rng.choice(self.compatible_variants(roles, fixed))
-        return self.draw(rng, roles, variant).model_copy(update=fixed)
+        params = self.draw(rng, roles, variant).model_copy(update=fixed)
+        self.validate(params, roles)
+        return params
+
+    def validate(self, params: Any, roles: Roles) -> None:
+        """A LabError if ``params`` cannot apply to this topology (an interface it does
+        not have, ...), found before anything is applied."""
 
     def compatible_variants(self, roles: Roles, fixed: dict[str, Any]) -> list[dict[str, Any]]:
         """The variants that agree with explicitly given params ([{}] if none does)."""

@@ -62,8 +62,7 @@ async def set_mail_address(lab: LabContext, address: str, only_if: list[str]) ->
 
 
 def _every_view(views: DnsViews, ok) -> Repair:
-    good = all(ok(a) for a in views.views.values())
-    return Repair(good, f"{views.name} {views.rtype}: {views.describe()}")
+    return Repair(views.all(ok), f"{views.name} {views.rtype}: {views.describe()}")
 
 
 async def mail_address_right(lab: LabContext) -> Repair:
@@ -181,18 +180,15 @@ class MxNoAddress(Fault):
     async def check_repaired(self, lab, params) -> Repair:
         """Every view's MX names hosts that have an address in that same view."""
         views = await public_views(lab, _domain(lab), "MX")
+        client = lab.roles.need("outside_client")
         lines, good = [], True
-        for label, answer in views.views.items():
-            targets = [a.split()[-1] for a in answer.answers]
-            auth = "authoritative" in label
-            server = (lab.roles.need("public_dns_address") if auth
-                      else str(lab.topo.nodes[label].interfaces[0].address.ip))
-            found = await asyncio.gather(*(dns_query(
-                lab, lab.roles.need("outside_client"), server, t, "A", recurse=not auth)
-                for t in targets))
+        for view in views.views:
+            targets = [a.split()[-1] for a in view.answer.answers]
+            found = await asyncio.gather(*(dns_query(lab, client, view.server, t, "A",
+                                                     recurse=view.recurse) for t in targets))
             good &= bool(targets) and all(a.answers for a in found)
-            lines.append(f"{label}: MX " + (", ".join(
-                f"{t} -> {a.text()}" for t, a in zip(targets, found)) or answer.status))
+            lines.append(f"{view.label}: MX " + (", ".join(
+                f"{t} -> {a.text()}" for t, a in zip(targets, found)) or view.answer.status))
         return Repair(good, f"{views.name} MX: " + "; ".join(lines))
 
 
@@ -224,7 +220,7 @@ class ServerDown(Fault):
                               _domain(lab), "SOA", recurse=False)
         views = await public_views(lab, roles.need("mail_host"), "A")
         answered = soa.status == "NOERROR" and soa.aa
-        resolved = all(a.status == "NOERROR" for a in views.views.values())
+        resolved = views.all(lambda a: a.status == "NOERROR")
         return Repair(answered and resolved,
                       f"SOA {_domain(lab)} at {roles.public_dns_address}: "
                       f"{'answered authoritatively' if answered else soa.status}; "
@@ -288,7 +284,7 @@ class LameDelegation(Fault):
                                    recurse=False)
         views = await public_views(lab, roles.need("mail_host"), "A")
         glue_ok = sorted(referral.glue) == sorted(good)
-        resolved = all(a.status == "NOERROR" for a in views.views.values())
+        resolved = views.all(lambda a: a.status == "NOERROR")
         return Repair(glue_ok and resolved,
                       f"{roles.parent_dns} refers {_domain(lab)} to "
                       f"{', '.join(referral.glue) or referral.status} ({owner} should be "

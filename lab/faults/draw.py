@@ -112,3 +112,21 @@ def possible_answer_keys(scenario: Scenario, roles: Roles) -> set[tuple]:
 
 def answer_key(drawn: list[Drawn], roles: Roles) -> tuple:
     return tuple(sorted(d.answer_key(roles) for d in drawn))
+
+
+def scenario_problems(scenario: Scenario, roles: Roles) -> list[tuple[tuple, str]]:
+    """What keeps a scenario's faults from being drawn on its topology, each with the
+    location of the fault in the file: bad params, roles the topology lacks."""
+    from pydantic import ValidationError
+
+    found: list[tuple[tuple, str]] = []
+    for loc, ref in scenario.fault_refs():
+        fault = get_fault(ref.fault)
+        try:
+            for variant in _variants(ref, roles):
+                fault.answer(fault.resolve(roles, ref.params, random.Random(0), variant), roles)
+        except ValidationError as e:
+            found += [((*loc, "params", *err["loc"]), err["msg"]) for err in e.errors()]
+        except LabError as e:
+            found.append(((*loc, "fault"), e.message))
+    return found

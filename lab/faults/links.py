@@ -1,8 +1,7 @@
 """Link faults: a node's interface down, heavy random packet loss on it.
 
 Which link is drawn from the links of the mail path: the mail server's, and the
-firewall's on either side. This kernel has no netem (see PLATFORM notes in the README):
-loss is an nftables table of the node's own, with ``numgen random`` rules on the
+firewall's on either side. This kernel has no netem qdisc: loss is an nftables table of the node's own, with ``numgen random`` rules on the
 interface's ingress and egress hooks, named like any ordinary filter table.
 """
 from __future__ import annotations
@@ -39,14 +38,21 @@ def mail_path_links(roles: Roles) -> list[dict]:
 
 
 def _check(lab: LabContext, params) -> tuple[str, str]:
+    _valid(params, lab.roles)
+    lab.node(params.node)
+    return params.node, params.interface
+
+
+def _valid(params, roles: Roles) -> None:
     if params.node is None or params.interface is None:
         raise LabError("a link fault needs a node and an interface")
-    lab.node(params.node)  # an unknown node: LabError
-    names = [f"eth{i}" for i in range(len(lab.topo.nodes[params.node].interfaces))]
+    if params.node not in roles.topo.nodes:
+        raise LabError(f"unknown node '{params.node}'",
+                       hint="nodes: " + ", ".join(roles.topo.nodes))
+    names = [f"eth{i}" for i in range(len(roles.topo.nodes[params.node].interfaces))]
     if params.interface not in names:
         raise LabError(f"node {params.node} has no interface {params.interface}",
                        hint="interfaces: " + ", ".join(names))
-    return params.node, params.interface
 
 
 def _up(out: str) -> bool:
@@ -77,6 +83,9 @@ class _LinkFault(Fault):
 
     def answer(self, params, roles) -> AnswerKey:
         return AnswerKey(self.causes[0].id, params.node or roles.need("mail_server"))
+
+    def validate(self, params, roles) -> None:
+        _valid(params, roles)
 
 
 class LinkDown(_LinkFault):

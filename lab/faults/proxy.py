@@ -70,9 +70,12 @@ class ProxyServerNotListed(Fault):
         others = [[roles.internal_client_address]] if roles.internal_client_address else []
         return {"servers": rng.choice([[], *others])}
 
+    def validate(self, params, roles) -> None:
+        if roles.need("mail_private") in (params.servers or []):
+            raise LabError(f"servers must not list the mail server {roles.mail_private}")
+
     async def apply(self, lab, params) -> None:
-        if lab.roles.need("mail_private") in params.servers:
-            raise LabError(f"servers must not list the mail server {lab.roles.mail_private}")
+        self.validate(params, lab.roles)
         config = firewall_config(lab)
         proxy = config.proxy.model_copy(update={"mode": "inbound-to", "servers": params.servers})
         await set_firewall(lab, config.model_copy(update={"proxy": proxy}))

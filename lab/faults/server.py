@@ -152,12 +152,17 @@ class GatewayWrong(Fault):
     def answer(self, params, roles) -> AnswerKey:
         return AnswerKey(self.causes[0].id, params.node or roles.need("mail_server"))
 
+    def validate(self, params, roles) -> None:
+        node = self.answer(params, roles).node
+        if node not in roles.topo.nodes:
+            raise LabError(f"unknown node '{node}'", hint="nodes: " + ", ".join(roles.topo.nodes))
+        if roles.topo.nodes[node].gateway is None:
+            raise LabError(f"node {node} has no default gateway in topology {roles.topology}")
+
     def _good(self, lab, params) -> tuple[str, str]:
+        self.validate(params, lab.roles)
         node = self.answer(params, lab.roles).node
-        good = lab.topo.nodes[node].gateway
-        if good is None:
-            raise LabError(f"node {node} has no default gateway in topology {lab.topo.name}")
-        return node, str(good)
+        return node, str(lab.topo.nodes[node].gateway)
 
     async def apply(self, lab, params) -> None:
         node, _good = self._good(lab, params)
