@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 from dnslib import QTYPE, RCODE, DNSHeader, DNSQuestion, DNSRecord
 
-from lab.faults.base import LabContext
+from lab.faults.base import LabContext, Repair
 from lab.services.smtpclient import SmtpError, send_message
 
 DNS_TIMEOUT = 2.0
@@ -140,6 +140,15 @@ async def tcp_connect(lab: LabContext, client: str, host: str, port: int,
         return "unreachable"
     finally:
         sock.close()
+
+
+async def tcp_passes(lab: LabContext, client: str, host: str, port: int,
+                     who: str = "") -> Repair:
+    """Repaired if a TCP handshake from ``client`` to ``host``:``port`` is answered, either
+    way (accepted, or refused by the host itself): nothing in between drops it any more."""
+    result = await tcp_connect(lab, client, host, port)
+    return Repair(result in ("connected", "refused"),
+                  f"a TCP connection from {who or client} to {host} port {port}: {result}")
 
 
 async def smtp_accepts(lab: LabContext, client: str, host: str, mail_from: str, rcpt: str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from lab.errors import LabError
-from lab.faults._checks import dns_query, tcp_connect
+from lab.faults._checks import dns_query, tcp_passes
 from lab.faults._support import IPv4, read_nameservers, write_nameservers
 from lab.faults.base import Cause, Fault, LabContext, Repair
 from lab.faults.nat import _RuleMissing
@@ -116,9 +116,7 @@ async def _firewall_own_traffic(lab: LabContext, rule: Rule) -> Repair:
         answer = await dns_query(lab, fw, rule.to, roles.need("mail_host"), "A")
         ok = answer.status != "timeout"
         return Repair(ok, f"DNS from {fw} to {rule.to}: {answer.text()}")
-    result = await tcp_connect(lab, fw, rule.to, rule.port or 25)
-    return Repair(result in ("connected", "refused"),
-                  f"a TCP connection from {fw} to {rule.to} port {rule.port}: {result}")
+    return await tcp_passes(lab, fw, rule.to, rule.port or 25)
 
 
 FAULTS = [NoSplitView(), AlertPermitMissing()]

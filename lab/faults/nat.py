@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from lab.errors import LabError
-from lab.faults._checks import nft_rules, ping, tcp_connect
+from lab.faults._checks import nft_rules, ping, tcp_passes
 from lab.faults._support import (
     IPv4,
     age_caches,
@@ -213,11 +213,9 @@ class DynamicMissing(Fault):
 
     async def check_repaired(self, lab, params) -> Repair:
         roles = lab.roles
-        client, target = roles.need("internal_client"), roles.need("sender_address")
-        result = await tcp_connect(lab, client, target, 25)
-        ok = result in ("connected", "refused")
-        return Repair(ok, f"a TCP connection from {client} ({roles.internal_client_address}) "
-                          f"to {roles.sender} ({target}) port 25: {result}")
+        client = roles.need("internal_client")
+        return await tcp_passes(lab, client, roles.need("sender_address"), 25,
+                                f"{client} ({roles.internal_client_address})")
 
 
 class _RuleMissing(Fault):
@@ -254,10 +252,7 @@ class SmtpPermitMissing(_RuleMissing):
         """The firewall passes SMTP to the static-NAT address again: the handshake is
         answered (by the mail server, or refused by it: either way the firewall let it by)."""
         roles = lab.roles
-        client, public = roles.need("outside_client"), roles.need("mail_public")
-        result = await tcp_connect(lab, client, public, 25)
-        return Repair(result in ("connected", "refused"),
-                      f"a TCP connection from {client} to {public} port 25: {result}")
+        return await tcp_passes(lab, roles.need("outside_client"), roles.need("mail_public"), 25)
 
 
 class IcmpBlocked(_RuleMissing):
