@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help="dns, smtp, firewall, proxy, alerts")
     p.add_argument("action", choices=["start", "stop", "restart"])
     _add_lab(p)
-    p = sub.add_parser("fault", help="(instructors) apply or revert a fault by hand")
-    p.add_argument("action", choices=["apply", "revert"])
+    p = sub.add_parser("fault", help="(instructors) apply, revert or check a fault by hand")
+    p.add_argument("action", choices=["apply", "revert", "check"],
+                   help="check: is the fault's symptom gone (its repair check)")
     p.add_argument("name")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     _add_lab(p)

@@ -97,10 +97,12 @@ def cmd_causes(args: argparse.Namespace) -> int:
 
 def cmd_faults(args: argparse.Namespace) -> int:
     from lab.faults import CATALOG
+    from lab.model.roles import skeleton
 
     for name, fault in sorted(CATALOG.items()):
-        params = ", ".join(f"{k}={v.default}" for k, v in fault.Params.model_fields.items())
-        print(f"{name:<28} {fault.family:<9} {fault.symptom}" + (f"  [{params}]" if params else ""))
+        params = ", ".join(fault.Params.model_fields)
+        print(f"{name:<28} {fault.family:<9} {skeleton(fault.symptom)}"
+              + (f"  [{params}]" if params else ""))
     return 0
 
 
@@ -108,8 +110,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     from lab.engine.lifecycle import SCENARIO_DIR
     from lab.faults import CATALOG
     from lab.model.scenario import load_scenarios
+    from lab.scoring.causes import CAUSE_IDS
 
-    for name, sc in sorted(load_scenarios(SCENARIO_DIR, set(CATALOG)).items()):
+    for name, sc in sorted(load_scenarios(SCENARIO_DIR, set(CATALOG), CAUSE_IDS).items()):
         print(f"{name:<28} {sc.time_limit:>3} min  {sc.title}")
     return 0
 

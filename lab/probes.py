@@ -1,10 +1,12 @@
-"""End-to-end probes: does mail really get through? The same three for every lab.
+"""End-to-end probes: does mail really get through? The same three for every lab, each
+played by the topology's roles (lab/model/roles.py):
 
-- inbound: mx-ext's MTA sends to postmaster@example.net (MX lookup through the internet
-  resolver, the firewall, the mail server) and the message must land in mx's mailbox;
-- outbound: the admin workstation submits to mx for postmaster@example.com, mx delivers
-  through the firewall's NAT, and it must land in mx-ext's mailbox;
-- alert: the firewall raises an alert that must reach admin@example.net.
+- inbound: the outside sender's MTA sends to the test mailbox of the mail domain (MX
+  lookup through the internet resolver, the firewall, the mail server) and the message
+  must land in the mail server's mailbox;
+- outbound: the internal client submits to the mail server for the sender's domain, the
+  mail server delivers through the firewall's NAT, and it must land in the sender's mailbox;
+- alert: the firewall raises an alert that must reach its recipient's mailbox.
 
 Each probe sends a message with a fresh token and polls the target mailbox, without
 cancelling the senders: a message that cannot be delivered stays queued, as real mail
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 
 from lab.errors import LabError
+from lab.model.roles import Roles, derive_roles
 from lab.services.host import ServiceHost
 from lab.services.smtpclient import SmtpError, send_message
 
@@ -111,25 +114,40 @@ def _last_error(mta) -> str:
     return f"nothing in {mta.node.name}'s queue"
 
 
+def _roles(host: ServiceHost) -> Roles:
+    return derive_roles(host.topo)
+
+
 async def inbound(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
-    return await _mail_probe(host, "inbound", "mx-ext", ("127.0.0.1", 25), "probe@example.com",
-                             "postmaster@example.net", "mx-ext", "mx", timeout)
+    r = _roles(host)
+    sender, server = r.need("sender"), r.need("mail_server")
+    return await _mail_probe(host, "inbound", sender, ("127.0.0.1", 25),
+                             f"probe@{r.need('sender_domain')}",
+                             f"{r.need('mailbox')}@{r.need('mail_domain')}", sender, server,
+                             timeout)
 
 
 async def outbound(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
-    return await _mail_probe(host, "outbound", "admin", ("10.1.0.25", 25), "probe@example.net",
-                             "postmaster@example.com", "mx", "mx-ext", timeout)
+    r = _roles(host)
+    server = r.need("mail_server")
+    return await _mail_probe(host, "outbound", r.need("internal_client"),
+                             (r.need("mail_private"), 25), f"probe@{r.need('mail_domain')}",
+                             f"{r.need('sender_mailbox')}@{r.need('sender_domain')}", server,
+                             r.need("sender"), timeout)
 
 
 async def alert(host: ServiceHost, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
     started = time.monotonic()
+    r = _roles(host)
     token = secrets.token_hex(6)
-    mailer = host.get("fw", "alerts")
+    fw, server = r.need("firewall"), r.need("mail_server")
+    mailbox = r.need("alert_recipient").rpartition("@")[0]
+    mailer = host.get(fw, "alerts")
     mailer.raise_alert(f"lab probe {token}", f"probe token {token}\n")
     attempt = _background(mailer.flush())
-    ok = await _landed(host, "mx", "admin", token, timeout, attempt)
-    detail = ("delivered to mx:/var/mail/admin" if ok else
-              "not in mx:/var/mail/admin; alert still spooled on fw")
+    ok = await _landed(host, server, mailbox, token, timeout, attempt)
+    detail = (f"delivered to {server}:/var/mail/{mailbox}" if ok else
+              f"not in {server}:/var/mail/{mailbox}; alert still spooled on {fw}")
     return ProbeResult("alert", ok, detail, time.monotonic() - started)
 
 

@@ -30,6 +30,9 @@ from lab.services.mta import MtaService
 
 MAIL_IP, DNS_IP, NOWHERE = "127.0.0.25", "127.0.0.53", "127.0.0.99"
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+# the alert settings of the reference topology (topologies/mail-dmz.yaml, fw)
+REFERENCE = {"to": "admin@example.net", "from": "netguard@fw.example.net",
+             "mail_server": "mail.example.net"}
 
 
 def free_port(ip: str) -> int:
@@ -95,7 +98,8 @@ class Lab:
                           loopback_relay=False, connect_timeout=2, dns_timeout=0.3)
 
     def mailer(self, scan_interval: float = 30.0, **cfg) -> AlertMailer:
-        return AlertMailer(self.fw, AlertsConfig.model_validate(cfg), smtp_port=self.smtp_port,
+        config = AlertsConfig.model_validate({**REFERENCE, **cfg})
+        return AlertMailer(self.fw, config, smtp_port=self.smtp_port,
                            dns_port=self.dns_port, connect_timeout=2, dns_timeout=0.3,
                            scan_interval=scan_interval)
 
@@ -317,6 +321,7 @@ def test_cli_alert_is_picked_up_by_the_running_mailer(lab, capsys, args, user, s
 
 def test_cli_writes_the_same_files_as_raise_alert(lab, capsys):
     mailer = lab.mailer()
+    alerts.write_settings(lab.fw.root, mailer.config)  # as the mailer does when it starts
     from_service = mailer.raise_alert("Same format", "body")
     assert lab.cli("Same format", "body") == 0
     from_cli = capsys.readouterr().out.strip()
@@ -486,8 +491,11 @@ def test_parse_envelope_rejects(text, reason):
 
 
 @pytest.mark.parametrize("data, expected", [
-    ({}, {"to": "admin@example.net", "from_": "netguard@fw.example.net",
-          "mail_server": "mail.example.net", "retry_interval": 10, "helo": "fw.example.net"}),
+    ({}, {"to": "postmaster@localhost", "from_": "netguard@localhost",
+          "mail_server": "localhost", "retry_interval": 10, "helo": "localhost"}),
+    (REFERENCE, {"to": "admin@example.net", "from_": "netguard@fw.example.net",
+                 "mail_server": "mail.example.net", "retry_interval": 10,
+                 "helo": "fw.example.net"}),
     ({"from": "FW@Example.NET", "to": "ops@example.org", "mail_server": "MX.example.org.",
       "retry_interval": 2.5, "helo": "gw.example.org"},
      {"to": "ops@example.org", "from_": "FW@example.net", "mail_server": "mx.example.org",

@@ -87,16 +87,13 @@ echo SCANNED
 """
 
 
-def _catalog() -> dict[str, tuple[str, str]]:
-    """fault name -> (family, cause of its default answer key), from `lab faults` and
-    the library (the CLI does not print answer keys)."""
+def _catalog() -> dict[str, tuple[str, set[str]]]:
+    """fault name -> (family, the causes it declares), from the library (the CLI does not
+    print answer keys)."""
     from lab.faults import CATALOG
 
-    out = {}
-    for name, fault in CATALOG.items():
-        key = fault.answer(fault.Params())
-        out[name] = (fault.family, key.cause)
-    return out
+    return {name: (fault.family, {c.id for c in fault.causes})
+            for name, fault in CATALOG.items()}
 
 
 def _scenarios() -> list[str]:
@@ -114,20 +111,15 @@ def _clean_env() -> dict[str, str]:
 
 
 def _applied_causes(scenario: str | None, forced: str | None) -> set[str]:
-    """Every cause id of the faults this start may apply (for a pool: all candidates)."""
+    """Every cause id of the faults this start may apply (every candidate of the pools,
+    whatever the seed draws, and the red herrings)."""
     from lab.engine.lifecycle import SCENARIO_DIR
-    from lab.faults import get_fault
-    from lab.model.scenario import draw_faults, load_scenario
+    from lab.model.scenario import load_scenario
 
     if forced:
-        return {CATALOG[forced][1]}
+        return set(CATALOG[forced][1])
     sc = load_scenario(SCENARIO_DIR / f"{scenario}.yaml", set(CATALOG))
-    refs = list(draw_faults(sc, SEED)) + list(sc.red_herrings)
-    causes = set()
-    for ref in refs:
-        fault = get_fault(ref.fault)
-        causes.add(fault.answer(fault.Params.model_validate(ref.params)).cause)
-    return causes
+    return {cause for _, ref in sc.fault_refs() for cause in CATALOG[ref.fault][1]}
 
 
 def _patterns(causes: set[str]) -> list[str]:

@@ -121,7 +121,7 @@ def test_full_attempt(labs, tmp_path):
     lab = labs.claim("att-full")
     results = tmp_path / "results"
 
-    p = ok("start", "ping-red-herring", "--seed", "1", "--lab", lab, "--trainee", "ann")
+    p = ok("start", "ping-red-herring", "--seed", "2", "--lab", lab, "--trainee", "ann")
     assert "TICKET: Mail server unreachable from outside?" in p.stdout
     assert "cannot even ping mail.example.net" in p.stdout
     assert "2 hints left" in p.stdout
@@ -130,8 +130,9 @@ def test_full_attempt(labs, tmp_path):
     assert "(used 0." in ticket
 
     causes = ok("causes").stdout
-    for cause in ("dns-wrong-address", "fw-smtp-permit-missing", "fw-icmp-blocked",
-                  "nat-static-missing", "smtp-service-down", "link-down"):
+    from lab.scoring.causes import CAUSE_IDS  # the menu, derived from the fault catalog
+
+    for cause in CAUSE_IDS:
         assert re.search(rf"^\s+{cause}\s", causes, re.M), cause
 
     # investigation: DNS first from outside, then the firewall
@@ -206,6 +207,13 @@ def test_full_attempt(labs, tmp_path):
     assert record["score"] == report
     assert [f["name"] for f in record["faults"]] == ["fw-smtp-permit-missing"]
     assert [f["name"] for f in record["red_herrings"]] == ["fw-icmp-blocked"]
+    # each fault's own repair check: the permit is back, the red herring's ICMP is not
+    repairs = {r["fault"]: r for r in record["repairs"]}
+    assert repairs["fw-smtp-permit-missing"]["repaired"] is True, repairs
+    assert "to 203.0.113.25 port 25: connected" in repairs["fw-smtp-permit-missing"]["how"]
+    assert repairs["fw-icmp-blocked"]["repaired"] is False, repairs
+    assert "ping from ext-ws to 203.0.113.25: 0 of 3 answered" == \
+        repairs["fw-icmp-blocked"]["how"]
 
     # the attempt is over: no more submissions, hints or scoring
     for args in (("submit", "fw-smtp-permit-missing", "--node", "fw"), ("hint",),
@@ -216,7 +224,7 @@ def test_full_attempt(labs, tmp_path):
 
 def test_damaging_fix_scores_damage_even_if_mail_flows(labs, tmp_path):
     lab = labs.claim("att-damage")
-    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    ok("start", "ping-red-herring", "--seed", "2", "--lab", lab)
     ok("submit", "fw-smtp-permit-missing", "--node", "fw", "--lab", lab)
     # the blunt "fix": accept everything that is forwarded
     ok("exec", "--lab", lab, "fw", "--", "nft", "add", "rule", "inet", "netguard", "forward",
@@ -232,7 +240,7 @@ def test_damaging_fix_scores_damage_even_if_mail_flows(labs, tmp_path):
 
 def test_flushed_ruleset_is_damage(labs, tmp_path):
     lab = labs.claim("att-flush")
-    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    ok("start", "ping-red-herring", "--seed", "2", "--lab", lab)
     ok("exec", "--lab", lab, "fw", "--", "nft", "flush", "ruleset")
     report = json.loads(ok("score", "--lab", lab, "--json", "--results",
                            str(tmp_path)).stdout)
@@ -247,9 +255,10 @@ def test_zone_file_repair(labs, tmp_path):
     lab = labs.claim("att-zone")
     ok("start", "inbound-bounces", "--seed", "1", "--fault", "dns-wrong-address", "--lab", lab)
     auth = ["dig", "+short", "@203.0.113.53", "mail.example.net"]
-    assert ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.26"
+    wrong = ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip()  # drawn by the seed
+    assert wrong.startswith("203.0.113.") and wrong != "203.0.113.25"
     ok("exec", "--lab", lab, "ns-ext", "--", "sed", "-i",
-       r"s/^\(mail .*A \+\)203\.0\.113\.26$/\1203.0.113.25/", "/etc/bind/db.example.net")
+       rf"s/^\(mail .*A \+\){re.escape(wrong)}$/\1203.0.113.25/", "/etc/bind/db.example.net")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.25":
@@ -263,15 +272,38 @@ def test_zone_file_repair(labs, tmp_path):
                            str(tmp_path)).stdout)
     assert [v["fault"] for v in report["verdicts"]] == ["dns-wrong-address"]
     assert report["verdicts"][0]["verdict"] == "right"
-    assert items(report, "damage") == []  # editing the zone back is a repair
+    assert items(report, "fix")[0]["points"] > 0 and items(report, "damage") == []
+    # the attempt record says the fault was repaired, and how that was seen
+    [record] = [json.loads(f.read_text()) for f in tmp_path.glob("inbound-bounces-*.json")]
+    [repair] = record["repairs"]
+    assert (repair["fault"], repair["node"], repair["repaired"]) == (
+        "dns-wrong-address", "ns-ext", True)
+    assert "ns-ext (authoritative): 203.0.113.25" in repair["how"], repair
+
+
+def test_lab_fault_acts_on_the_fault_the_attempt_applied(labs):
+    """After `lab start --fault NAME`, `lab fault check|revert NAME` without params concern
+    the fault as the seed drew it (its wrong address), not a fresh draw."""
+    lab = labs.claim("att-hand")
+    ok("start", "inbound-bounces", "--seed", "3", "--fault", "dns-wrong-address", "--lab", lab)
+    auth = ["dig", "+short", "@203.0.113.53", "mail.example.net"]
+    wrong = ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip()
+    check = json.loads(ok("fault", "check", "dns-wrong-address", "--lab", lab).stdout)
+    assert check["params"] == {"address": wrong} and check["repair"]["repaired"] is False
+    assert f"ns-ext (authoritative): {wrong}" in check["repair"]["how"]
+    ok("fault", "revert", "dns-wrong-address", "--lab", lab)
+    assert ok("exec", "--lab", lab, "ext-ws", "--", *auth).stdout.strip() == "203.0.113.25"
+    check = json.loads(ok("fault", "check", "dns-wrong-address", "--lab", lab).stdout)
+    assert check["repair"]["repaired"] is True, check
 
 
 def test_zone_repair_after_lookup_through_resolver(labs):
     lab = labs.claim("att-cache")
     ok("start", "inbound-bounces", "--seed", "1", "--fault", "dns-wrong-address", "--lab", lab)
     dig = ["dig", "+short", "mail.example.net"]
-    assert ok("exec", "--lab", lab, "ext-ws", "--", *dig).stdout.strip() == "203.0.113.26"
-    ok("exec", "--lab", lab, "ns-ext", "--", "sed", "-i", "s/203.0.113.26/203.0.113.25/",
+    wrong = ok("exec", "--lab", lab, "ext-ws", "--", *dig).stdout.strip()
+    assert wrong.startswith("203.0.113.") and wrong != "203.0.113.25"
+    ok("exec", "--lab", lab, "ns-ext", "--", "sed", "-i", f"s/{re.escape(wrong)}$/203.0.113.25/",
        "/etc/bind/db.example.net")
     ok("service", "resolver", "dns", "restart", "--lab", lab)
     assert ok("exec", "--lab", lab, "ext-ws", "--", *dig).stdout.strip() == "203.0.113.25"
@@ -297,7 +329,7 @@ def test_refused_without_lab(args, words, unique_name, state_root):
 @pytest.fixture(scope="module")
 def started(module_labs) -> str:
     lab = module_labs.claim("att-refuse")
-    ok("start", "ping-red-herring", "--seed", "1", "--lab", lab)
+    ok("start", "ping-red-herring", "--seed", "2", "--lab", lab)
     return lab
 
 

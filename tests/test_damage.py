@@ -18,6 +18,7 @@ from lab.scoring.damage import Damage, LabState, find_damage, ruleset_damage, se
 from lab.scoring.ruleset import describe, parse
 
 HEALTHY = (Path(__file__).parent / "golden" / "attempt" / "healthy-ruleset.nft").read_text()
+FW = "fw"  # the reference firewall node, as the golden ruleset is its
 
 SMTP_IN_FWD = ('\t\tct original ip daddr 203.0.113.25 tcp dport 25 ct state new '
                'log prefix "P smtp-in" group 1 accept\n')
@@ -170,7 +171,7 @@ CASES = [
 @pytest.mark.parametrize("faulted,current,expected",
                          [pytest.param(f, c, e, id=i) for i, f, c, e in CASES])
 def test_ruleset_damage(faulted: str, current: str, expected: list[str]) -> None:
-    assert sorted(whats(ruleset_damage(HEALTHY, faulted, current))) == sorted(expected)
+    assert sorted(whats(ruleset_damage(HEALTHY, faulted, current, FW))) == sorted(expected)
 
 
 def test_damage_is_found_in_any_order_of_tables():
@@ -178,13 +179,13 @@ def test_damage_is_found_in_any_order_of_tables():
     filter table changes the order, not the policy."""
     nat_end = HEALTHY.index("table inet netguard {")
     reordered = HEALTHY[nat_end:] + "\n" + HEALTHY[:nat_end]
-    assert ruleset_damage(HEALTHY, HEALTHY, reordered) == []
-    assert whats(ruleset_damage(HEALTHY, HEALTHY, forward_policy_accept(reordered))) == [POLICY]
+    assert ruleset_damage(HEALTHY, HEALTHY, reordered, FW) == []
+    assert whats(ruleset_damage(HEALTHY, HEALTHY, forward_policy_accept(reordered), FW)) == [POLICY]
 
 
 def test_a_damage_line_names_where_and_folds_the_rule():
     faulted = without(HEALTHY, SMTP_IN_FWD)
-    [d] = ruleset_damage(HEALTHY, faulted, append_to_forward(faulted, "counter accept"))
+    [d] = ruleset_damage(HEALTHY, faulted, append_to_forward(faulted, "counter accept"), FW)
     assert d == Damage(ACCEPT_ALL, "firewall", "fw: table inet netguard, chain forward",
                        ["accept"])
 
@@ -205,7 +206,7 @@ def test_find_damage_joins_ruleset_and_services():
     healthy = LabState(HEALTHY, {"mx/smtp": True})
     faulted = LabState(without(HEALTHY, SMTP_IN_FWD), {"mx/smtp": True})
     now = LabState("", {"mx/smtp": False})
-    assert [d.kind for d in find_damage(healthy, faulted, now)] == ["firewall", "service"]
+    assert [d.kind for d in find_damage(healthy, faulted, now, FW)] == ["firewall", "service"]
 
 
 @pytest.mark.parametrize(("rule", "hook", "words"), [

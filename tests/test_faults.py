@@ -1,5 +1,6 @@
 """The fault catalog: every fault shows its symptom to the ordinary tools, breaks the probe
-it should, stays hidden from the lab's shells, is idempotent, and reverts exactly.
+it should, stays hidden from the lab's shells, is idempotent, reverts exactly, and its
+repair check says "not repaired" after apply and "repaired" after revert.
 
 The lab tests share one mail-dmz lab (module scope). ``lab verify`` runs the three
 end-to-end probes; the alert probe counts only once the lab has an alerts service (until
@@ -14,16 +15,21 @@ import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 import lab.faults
 from lab.errors import LabError
 from lab.faults import CATALOG, FAMILIES, get_fault
+from lab.faults.base import Fault
+from lab.model.roles import derive_roles, placeholders
+from lab.model.topology import load_topology
 from tests.conftest import lab_exec, run_lab
 
 LAB = "t-faults"
 PROBES = ("inbound", "outbound", "alert")
+ROLES = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "mail-dmz.yaml"))
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -60,6 +66,7 @@ SURFACES = {
     "fw": "nft list ruleset; cat /etc/resolv.conf",
     "mx": "ip route; ip -br link; nft list ruleset; cat /etc/resolv.conf; "
           "cat /etc/ssl/certs/mail.example.net.pem",
+    "ns-int": "ip route",
 }
 
 
@@ -195,6 +202,12 @@ def s_gateway(lab):
     assert not pings(lab, "mx", "203.0.113.20")
 
 
+def s_dns_gateway(lab):
+    assert "default via 10.1.0.254" in out(lab, "ns-int", "ip", "route")
+    assert "status: SERVFAIL" in dig(lab, "mx", "example.com", "MX")
+    assert dig_short(lab, "mx", "mail.example.net") == "10.1.0.25"  # its own zone answers
+
+
 def s_resolver(lab):
     assert "nameserver 10.1.0.54" in out(lab, "mx", "cat", "/etc/resolv.conf")
     assert sh(lab, "mx", "dig", "+time=1", "+tries=1", "example.com", "MX").returncode == 9
@@ -205,9 +218,19 @@ def s_split(lab):
     assert dig_short(lab, "fw", "@10.1.0.53", "mail.example.net") == "10.1.0.25"
 
 
+def s_split_auth(lab):
+    assert "nameserver 203.0.113.53" in out(lab, "fw", "cat", "/etc/resolv.conf")
+    s_split(lab)
+
+
 def s_alert_permit(lab):
     assert not tcp_open(lab, "fw", "10.1.0.25")
     assert last_verdict(lab, "10.1.0.1", "10.1.0.25:25") == "D"
+
+
+def s_alert_dns_permit(lab):
+    assert sh(lab, "fw", "dig", "+time=1", "+tries=1", "mail.example.net").returncode == 9
+    assert tcp_open(lab, "fw", "10.1.0.25")  # SMTP to the mail server is still permitted
 
 
 def s_link_down(lab):
@@ -215,10 +238,34 @@ def s_link_down(lab):
     assert not pings(lab, "admin", "10.1.0.25")
 
 
+def s_fw_lan_down(lab):
+    assert "state DOWN" in out(lab, "fw", "ip", "link", "show", "eth1")
+    assert not pings(lab, "admin", "10.1.0.1")
+    assert pings(lab, "admin", "10.1.0.25")  # the rest of the LAN is fine
+
+
+def s_fw_ext_down(lab):
+    assert "state DOWN" in out(lab, "fw", "ip", "link", "show", "eth0")
+    assert not pings(lab, "ext-ws", "203.0.113.1")
+
+
+def _loss(lab: str, node: str, host: str) -> int:
+    p = sh(lab, node, "ping", "-q", "-c", "20", "-i", "0.05", "-W", "1", host)
+    return int(re.search(r"(\d+)% packet loss", p.stdout).group(1))
+
+
 def s_loss(lab):
-    p = sh(lab, "admin", "ping", "-q", "-c", "20", "-i", "0.05", "-W", "1", "10.1.0.25")
-    loss = int(re.search(r"(\d+)% packet loss", p.stdout).group(1))
-    assert loss >= 40, p.stdout
+    assert _loss(lab, "admin", "10.1.0.25") >= 40
+
+
+def s_fw_lan_loss(lab):
+    assert _loss(lab, "admin", "10.1.0.1") >= 40
+    assert _loss(lab, "admin", "10.1.0.25") == 0
+
+
+def s_fw_ext_loss(lab):
+    assert _loss(lab, "ext-ws", "203.0.113.1") >= 40
+    assert _loss(lab, "admin", "10.1.0.1") == 0
 
 
 def starttls(lab: str, *args: str) -> str:
@@ -259,7 +306,7 @@ class Case:
     fault: str
     symptom: Callable[[str], None]
     failing: set[str]  # probes that must fail (the others must pass)
-    answer: tuple[str, str]
+    node: str  # the answer key's node (its cause is the one the fault declares)
     params: dict[str, str] = field(default_factory=dict)
     nodes: tuple[str, ...] = ()  # where the change lives, besides the answer's node
     any_of: bool = False  # random loss: at least one of ``failing`` fails
@@ -270,40 +317,59 @@ class Case:
         return self.fault + "".join(f"[{v}]" for v in self.params.values())
 
 
+LINK_MX = {"node": "mx", "interface": "eth0"}
 CASES = [
-    Case("dns-wrong-address", s_wrong_address, {"inbound"}, ("dns-wrong-address", "ns-ext")),
-    Case("dns-mx-missing", s_mx_missing, {"inbound"}, ("dns-mx-missing", "ns-ext")),
-    Case("dns-mx-no-address", s_mx_no_address, {"inbound"}, ("dns-mx-no-address", "ns-ext")),
-    Case("dns-server-down", s_server_down, {"inbound"}, ("dns-server-down", "ns-ext")),
-    Case("dns-lame-delegation", s_lame, {"inbound"}, ("dns-lame-delegation", "dns-tld")),
-    Case("dns-stale-cache", s_stale, {"inbound"}, ("dns-stale-cache", "resolver")),
-    Case("nat-static-missing", s_static_missing, {"inbound"}, ("nat-static-missing", "fw")),
-    Case("nat-static-wrong-host", s_static_wrong, {"inbound"}, ("nat-static-wrong-host", "fw")),
-    Case("nat-dynamic-missing", s_dynamic_missing, {"outbound"}, ("nat-dynamic-missing", "fw")),
-    Case("fw-smtp-permit-missing", s_permit_missing, {"inbound"},
-         ("fw-smtp-permit-missing", "fw")),
-    Case("fw-icmp-blocked", s_icmp, set(), ("fw-icmp-blocked", "fw")),
-    Case("proxy-server-not-listed", s_proxy_not_listed, {"inbound"},
-         ("proxy-server-not-listed", "fw"), nodes=("ns-ext",)),
-    Case("proxy-mode-mismatch", s_mode_static, {"inbound"}, ("proxy-mode-mismatch", "fw")),
-    Case("proxy-mode-mismatch", s_mode_firewall, {"inbound"}, ("proxy-mode-mismatch", "fw"),
-         params={"dns_points_at": "firewall"}, nodes=("ns-ext",)),
-    Case("smtp-service-down", s_smtp_down, {"inbound", "outbound", "alert"},
-         ("smtp-service-down", "mx")),
-    Case("smtp-relay-refused", s_relay, {"outbound"}, ("smtp-relay-refused", "mx")),
-    Case("host-gateway-wrong", s_gateway, {"inbound", "outbound"}, ("host-gateway-wrong", "mx")),
-    Case("host-resolver-wrong", s_resolver, {"outbound"}, ("host-resolver-wrong", "mx")),
-    Case("dns-no-split-view", s_split, {"alert"}, ("dns-no-split-view", "fw"), spool=True),
-    Case("fw-alert-permit-missing", s_alert_permit, {"alert"}, ("fw-alert-permit-missing", "fw"),
+    Case("dns-wrong-address", s_wrong_address, {"inbound"}, "ns-ext",
+         {"address": "203.0.113.26"}),
+    Case("dns-mx-missing", s_mx_missing, {"inbound"}, "ns-ext"),
+    Case("dns-mx-no-address", s_mx_no_address, {"inbound"}, "ns-ext",
+         {"target": "mx1.example.net."}),
+    Case("dns-server-down", s_server_down, {"inbound"}, "ns-ext"),
+    Case("dns-lame-delegation", s_lame, {"inbound"}, "dns-tld", {"address": "203.0.113.11"}),
+    Case("dns-stale-cache", s_stale, {"inbound"}, "resolver",
+         {"node": "resolver", "address": "203.0.113.24", "ttl": "86400"}),
+    Case("nat-static-missing", s_static_missing, {"inbound"}, "fw"),
+    Case("nat-static-wrong-host", s_static_wrong, {"inbound"}, "fw", {"private": "10.1.0.26"}),
+    Case("nat-dynamic-missing", s_dynamic_missing, {"outbound"}, "fw"),
+    Case("fw-smtp-permit-missing", s_permit_missing, {"inbound"}, "fw"),
+    Case("fw-icmp-blocked", s_icmp, set(), "fw"),
+    Case("proxy-server-not-listed", s_proxy_not_listed, {"inbound"}, "fw", {"servers": ""},
+         nodes=("ns-ext",)),
+    Case("proxy-mode-mismatch", s_mode_static, {"inbound"}, "fw",
+         {"dns_points_at": "static-nat"}),
+    Case("proxy-mode-mismatch", s_mode_firewall, {"inbound"}, "fw",
+         {"dns_points_at": "firewall"}, nodes=("ns-ext",)),
+    Case("smtp-service-down", s_smtp_down, {"inbound", "outbound", "alert"}, "mx"),
+    Case("smtp-relay-refused", s_relay, {"outbound"}, "mx"),
+    Case("host-gateway-wrong", s_gateway, {"inbound", "outbound"}, "mx",
+         {"node": "mx", "gateway": "10.1.0.254"}),
+    Case("host-gateway-wrong", s_dns_gateway, {"outbound"}, "ns-int",
+         {"node": "ns-int", "gateway": "10.1.0.254"}),
+    Case("host-resolver-wrong", s_resolver, {"outbound"}, "mx", {"nameserver": "10.1.0.54"}),
+    Case("dns-no-split-view", s_split, {"alert"}, "fw", {"nameserver": "203.0.113.9"},
          spool=True),
-    Case("link-down", s_link_down, {"inbound", "outbound", "alert"}, ("link-down", "mx")),
-    Case("link-packet-loss", s_loss, {"inbound", "outbound"}, ("link-packet-loss", "mx"),
-         any_of=True),
-    Case("tls-cert-expired", s_cert_expired, set(), ("tls-cert-expired", "mx")),
-    Case("tls-cert-wrong-name", s_cert_wrong_name, set(), ("tls-cert-wrong-name", "mx")),
-    Case("smtp-tls-not-offered", s_tls_not_offered, set(), ("smtp-tls-not-offered", "mx")),
-    Case("proxy-outbound-sender-refused", s_outbound_refused, {"outbound"},
-         ("proxy-outbound-sender-refused", "fw")),
+    Case("dns-no-split-view", s_split_auth, {"alert"}, "fw", {"nameserver": "203.0.113.53"},
+         spool=True),
+    Case("fw-alert-permit-missing", s_alert_permit, {"alert"}, "fw", {"rule": "fw-to-mx"},
+         spool=True),
+    Case("fw-alert-permit-missing", s_alert_dns_permit, {"alert"}, "fw", {"rule": "fw-dns"},
+         spool=True),
+    Case("link-down", s_link_down, {"inbound", "outbound", "alert"}, "mx", LINK_MX),
+    Case("link-down", s_fw_lan_down, {"inbound", "outbound", "alert"}, "fw",
+         {"node": "fw", "interface": "eth1"}),
+    Case("link-down", s_fw_ext_down, {"inbound", "outbound"}, "fw",
+         {"node": "fw", "interface": "eth0"}),
+    Case("link-packet-loss", s_loss, {"inbound", "outbound"}, "mx",
+         {**LINK_MX, "percent": "60"}, any_of=True),
+    Case("link-packet-loss", s_fw_lan_loss, {"inbound", "outbound"}, "fw",
+         {"node": "fw", "interface": "eth1", "percent": "60"}, any_of=True),
+    Case("link-packet-loss", s_fw_ext_loss, {"inbound", "outbound"}, "fw",
+         {"node": "fw", "interface": "eth0", "percent": "60"}, any_of=True),
+    Case("tls-cert-expired", s_cert_expired, set(), "mx", {"days_ago": "3"}),
+    Case("tls-cert-wrong-name", s_cert_wrong_name, set(), "mx", {"name": "www.example.org"}),
+    Case("smtp-tls-not-offered", s_tls_not_offered, set(), "mx"),
+    Case("proxy-outbound-sender-refused", s_outbound_refused, {"outbound"}, "fw",
+         {"senders": "example.org"}),
 ]
 
 
@@ -312,7 +378,7 @@ CASES = [
 
 def test_every_family_module_contributes_and_is_listed():
     modules = {m.name for m in pkgutil.iter_modules(lab.faults.__path__)
-               if m.name not in ("base", "__init__") and not m.name.startswith("_")}
+               if m.name not in ("base", "draw", "__init__") and not m.name.startswith("_")}
     listed = {m.__name__.rsplit(".", 1)[1] for m in FAMILIES}
     assert modules == listed
     for name in modules:
@@ -327,21 +393,50 @@ def test_every_family_module_contributes_and_is_listed():
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_fault_is_described_and_has_default_params(name):
     f = CATALOG[name]
-    assert f.name == name and f.family
+    assert f.name == name and f.family and f.causes
     for text in (f.description, f.symptom):
         assert text.strip() and "\n" not in text
-    f.Params()  # every field has a default
+    f.Params()  # every field has a default (None: drawn)
+    assert type(f).check_repaired is not Fault.check_repaired, f"{name} has no repair check"
 
 
-def test_cases_cover_the_catalog():
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_symptom_renders_from_roles_for_every_variant(name):
+    """Symptoms and descriptions quote the topology's own names and addresses: rendered
+    with the reference roles and drawn params, no placeholder is left."""
+    f = CATALOG[name]
+    for variant in f.variants(ROLES):
+        params = f.resolve(ROLES, variant)
+        for text in (f.render_symptom(ROLES, params), f.render_description(ROLES, params)):
+            assert not placeholders(text), text
+    assert placeholders(f.symptom), "the symptom names nothing of the topology"
+
+
+def test_cases_cover_the_catalog_and_every_variant():
     assert {c.fault for c in CASES} == set(CATALOG)
+    for name, f in CATALOG.items():
+        params = [c.params for c in CASES if c.fault == name]
+        for variant in f.variants(ROLES):
+            assert any(all(str(p.get(k)) == str(v) for k, v in variant.items()) for p in params), \
+                f"{name}: no lab case for variant {variant}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_answer_key(case):
     f = get_fault(case.fault)
-    key = f.answer(f.Params.model_validate(case.params))
-    assert (key.cause, key.node) == case.answer
+    key = f.answer(f.resolve(ROLES, case.params), ROLES)
+    assert (key.cause, key.node) == (f.causes[0].id, case.node)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_explicit_params_win_over_drawn_ones(name):
+    import random
+
+    f = CATALOG[name]
+    for seed in range(5):
+        drawn = f.draw(random.Random(seed), ROLES)
+        again = f.resolve(ROLES, drawn.model_dump(mode="json"), random.Random(seed + 100))
+        assert again == drawn
 
 
 def test_unknown_fault_names_the_catalog():
@@ -399,12 +494,15 @@ def test_fault(running, case):
     fault(lab, "revert", case.fault, case.params)  # revert without apply: harmless
     assert surfaces(lab) == baseline
 
+    answer = (get_fault(case.fault).causes[0].id, case.node)
     result = fault(lab, "apply", case.fault, case.params)
-    assert (result["answer"]["cause"], result["answer"]["node"]) == case.answer
+    assert (result["answer"]["cause"], result["answer"]["node"]) == answer
     applied = surfaces(lab)
     case.symptom(lab)
+    check = fault(lab, "check", case.fault, case.params)["repair"]
+    assert check["repaired"] is False and check["how"], check
 
-    for node in {case.answer[1], *case.nodes}:
+    for node in {case.node, *case.nodes}:
         assert hidden_from(lab, node, case.fault) == [], node
 
     if case.any_of:
@@ -427,6 +525,8 @@ def test_fault(running, case):
     fault(lab, "revert", case.fault, case.params)
     fault(lab, "revert", case.fault, case.params)
     assert surfaces(lab) == baseline
+    check = fault(lab, "check", case.fault, case.params)["repair"]
+    assert check["repaired"] is True, check
     counted = _counted(running)
     results = verify(lab)
     assert all(results[n]["passed"] for n in counted), results

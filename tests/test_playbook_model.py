@@ -20,6 +20,7 @@ from lab.playbooks import conditions, hooks
 from lab.playbooks.matrix import Outcome
 from lab.playbooks.render import render_accuracy, render_junit, render_matrix, render_misses
 from lab.playbooks.runner import PlaybookResult, StepResult
+from lab.scoring.causes import CAUSE_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "playbooks"
@@ -36,7 +37,7 @@ def check_golden(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_playbook_expands_to_golden(path: Path) -> None:
-    pb = load_playbook(path)
+    pb = load_playbook(path, CAUSE_IDS)
     assert pb.name == path.stem
     data = pb.model_dump(mode="json", by_alias=True, exclude_none=True)
     check_golden(GOLDEN / f"{path.stem}.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -77,7 +78,7 @@ def test_broken_playbook_error_is_golden(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.yaml"
     path.write_text(BROKEN[name])
     with pytest.raises(FileError) as err:
-        load_playbook(path)
+        load_playbook(path, CAUSE_IDS)
     text = err.value.message.replace(str(path), "<file>") + "\n"
     assert "<file>:" in text, "every error names the file and a line"
     check_golden(GOLDEN / "errors" / f"{name}.txt", text)

@@ -1,4 +1,5 @@
-"""The scenario file model: loading, validation errors with file/line/field, draws."""
+"""The scenario file model: loading, validation errors with file/line/field. (Drawing a
+scenario's faults from a seed is the fault layer's: tests/test_draw.py.)"""
 from __future__ import annotations
 
 import os
@@ -11,12 +12,13 @@ from pydantic import ValidationError
 from lab.model.scenario import (
     FaultItem,
     Scenario,
+    check_cause_names,
     check_fault_names,
-    draw_faults,
     load_scenario,
     load_scenarios,
 )
 from lab.model.source import FileError
+from lab.scoring.causes import CAUSE_IDS
 from lab.scoring.rubric import Rubric
 
 GOLDEN = Path(__file__).parent / "golden" / "scoring"
@@ -94,7 +96,7 @@ def test_valid_scenario_loads(tmp_path: Path) -> None:
 def test_scenario_errors_golden(tmp_path: Path, case: str) -> None:
     path = write(tmp_path, BROKEN[case])
     with pytest.raises(FileError) as err:
-        load_scenario(path)
+        load_scenario(path, known_causes=CAUSE_IDS)
     text = str(err.value).replace(str(path), "<file>") + "\n"
     golden = GOLDEN / f"scenario-{case}.txt"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -117,6 +119,17 @@ def test_fault_names_are_not_checked_without_a_catalog(tmp_path: Path) -> None:
     assert check_fault_names(sc, set()) and sc.problems() == []
 
 
+def test_cause_ids_are_checked_against_the_menu_the_caller_gives(tmp_path: Path) -> None:
+    """The model knows no menu of its own (it is derived from the fault catalog, a layer
+    above): without one, accept's causes are not checked; with one, they are."""
+    sc = load_scenario(write(tmp_path, BROKEN["unknown-cause"]))
+    assert sc.problems() == []
+    found = check_cause_names(sc, CAUSE_IDS)
+    assert [msg for _, msg in found] == ["unknown cause 'nat-static-gone' (see `lab causes`)",
+                                         "unknown cause 'dns-typo' (see `lab causes`)"]
+    assert sc.problems(known_causes=CAUSE_IDS) == found
+
+
 @pytest.mark.parametrize("data", [
     {"fault": "link-down", "pick": 1, "from": [{"fault": "link-down"}]},
     {"pick": 1},
@@ -135,30 +148,6 @@ def _scenario(**changes) -> Scenario:
     data = yaml.safe_load(VALID)
     data.update(changes)
     return Scenario.model_validate(data)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 7, 42, 2**31])
-def test_draw_is_deterministic_and_keeps_fixed_faults(seed: int) -> None:
-    sc = _scenario()
-    first = draw_faults(sc, seed)
-    assert first == draw_faults(sc, seed)
-    assert first[0].fault == "dns-mx-missing"
-    assert len(first) == 2 and first[1] in sc.faults[1].from_
-
-
-def test_draws_vary_with_the_seed_and_cover_the_pool() -> None:
-    sc = _scenario()
-    drawn = {draw_faults(sc, seed)[1].fault for seed in range(50)}
-    assert drawn == {"nat-static-missing", "fw-smtp-permit-missing", "link-down"}
-
-
-@pytest.mark.parametrize("pick", [1, 2, 3])
-def test_draw_picks_distinct_entries(pick: int) -> None:
-    sc = _scenario(faults=[{"pick": pick, "from": [{"fault": "a"}, {"fault": "b"},
-                                                   {"fault": "c"}]}])
-    for seed in range(20):
-        names = [f.fault for f in draw_faults(sc, seed)]
-        assert len(names) == pick == len(set(names))
 
 
 def test_load_scenarios_requires_name_to_match_file(tmp_path: Path) -> None:

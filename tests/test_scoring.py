@@ -12,12 +12,14 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import LabError
+from lab.faults import CATALOG
+from lab.faults.base import Cause
 from lab.model.scenario import Accept, Scenario
 from lab.model.topology import load_topology
 from lab.scoring import attempt as attempt_mod
 from lab.scoring.addresses import address_map
 from lab.scoring.attempt import Attempt, FaultKey, Probe, RepairResult, Submission
-from lab.scoring.causes import CAUSE_IDS, CAUSES, LAYERS, get_cause, render_causes
+from lab.scoring.causes import CAUSE_IDS, CAUSES, LAYERS, causes_of, get_cause, render_causes
 from lab.scoring.damage import Damage
 from lab.scoring.report import render_html, render_text, to_json
 from lab.scoring.rubric import Rubric
@@ -29,15 +31,8 @@ T0 = 1_780_000_000.0  # a fixed start time: 2026-05-28 20:26:40 UTC
 ALL_PASS = {"inbound": Probe(True, "delivered"), "outbound": Probe(True, "delivered"),
             "alert": Probe(True, "spool empty")}
 ADDRESSES = address_map(load_topology(ROOT / "topologies" / "mail-dmz.yaml"))
-EXPECTED_IDS = {
-    "dns-wrong-address", "dns-mx-missing", "dns-mx-no-address", "dns-server-down",
-    "dns-lame-delegation", "dns-stale-cache", "dns-no-split-view", "nat-static-missing",
-    "nat-static-wrong-host", "nat-dynamic-missing", "fw-smtp-permit-missing",
-    "fw-alert-permit-missing", "fw-icmp-blocked", "proxy-server-not-listed",
-    "proxy-mode-mismatch", "smtp-service-down", "smtp-relay-refused", "host-gateway-wrong",
-    "host-resolver-wrong", "link-down", "link-packet-loss", "proxy-outbound-sender-refused",
-    "smtp-tls-not-offered", "tls-cert-expired", "tls-cert-wrong-name",
-}
+# the menu is what the catalog's faults declare (no list of our own to keep in step)
+DECLARED = {c.id: c for f in CATALOG.values() for c in f.causes}
 
 
 def repaired(fault: FaultKey, ok: bool = True, how: str = "") -> RepairResult:
@@ -460,6 +455,15 @@ def test_older_records_still_load(tmp_path: Path) -> None:
     assert [i.reason for i in items(score(a), "damage")] == ["damage: ruleset flushed"]
 
 
+def test_attempt_round_trip_keeps_repairs(tmp_path: Path) -> None:
+    a = make([MX_MISSING])
+    a.repairs = [RepairResult("dns-mx-missing", "dns-mx-missing", "ns-ext", True,
+                              "example.net MX: ns-ext (authoritative): 10 mail.example.net.")]
+    path = a.save(tmp_path)
+    back = attempt_mod.load(path)
+    assert back.repairs == a.repairs and isinstance(back.repairs[0], RepairResult)
+
+
 @pytest.mark.parametrize("text", ["{", "[]", '{"format": 1}', '{"format": 99, "faults": []}'])
 def test_attempt_load_refuses_bad_files(tmp_path: Path, text: str) -> None:
     path = tmp_path / "a.json"
@@ -473,12 +477,37 @@ def test_submit_refuses_unknown_cause() -> None:
         make([MX_MISSING]).submit("dns-typo", "ns-ext")
 
 
-def test_cause_list_is_the_fixed_menu() -> None:
-    assert CAUSE_IDS == EXPECTED_IDS and len(CAUSES) == len(EXPECTED_IDS)
+def test_cause_list_is_derived_from_the_catalog() -> None:
+    assert CAUSE_IDS == set(DECLARED) and len(CAUSES) == len(DECLARED)
+    assert set(CAUSES) == set(DECLARED.values())
     assert [LAYERS.index(c.layer) for c in CAUSES] == sorted(LAYERS.index(c.layer) for c in CAUSES)
 
 
-@pytest.mark.parametrize("cause", sorted(EXPECTED_IDS))
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_every_fault_answers_with_a_cause_it_declares(name: str) -> None:
+    from lab.model.roles import derive_roles
+    from lab.model.topology import load_topology
+
+    roles = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "mail-dmz.yaml"))
+    fault = CATALOG[name]
+    assert fault.causes, f"{name} declares no cause"
+    for variant in fault.variants(roles):
+        key = fault.answer(fault.resolve(roles, variant), roles)
+        assert key.cause in {c.id for c in fault.causes}
+
+
+def test_a_cause_declared_twice_must_agree() -> None:
+    class Twin:
+        def __init__(self, name: str, cause: Cause) -> None:
+            self.name, self.causes = name, (cause,)
+
+    same = Cause("x", "x", "x", "dns")
+    assert causes_of([Twin("a", same), Twin("b", same)]) == (same,)
+    with pytest.raises(RuntimeError, match="declared differently"):
+        causes_of([Twin("a", same), Twin("b", Cause("x", "y", "x", "dns"))])
+
+
+@pytest.mark.parametrize("cause", sorted(DECLARED))
 def test_each_cause_is_listed_and_described(cause: str) -> None:
     c = get_cause(cause)
     assert c.label and c.description and c.layer in LAYERS

@@ -20,9 +20,10 @@ def scenario_path(ref: str) -> Path:
 
 def load(ref: str) -> tuple[Path, Scenario]:
     from lab.faults import CATALOG
+    from lab.scoring.causes import CAUSE_IDS
 
     path = scenario_path(ref)
-    return path, load_scenario(path, set(CATALOG))
+    return path, load_scenario(path, set(CATALOG), CAUSE_IDS)
 
 
 def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,

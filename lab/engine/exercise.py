@@ -14,18 +14,20 @@ from typing import Any
 from lab.errors import LabError
 from lab.faults import CATALOG, get_fault
 from lab.faults.base import LabContext
-from lab.model.scenario import Scenario, draw_faults, load_scenario
+from lab.faults.draw import Drawn, draw_faults
+from lab.model.scenario import FaultRef, Scenario, load_scenario
 from lab.scoring.addresses import address_map
-from lab.scoring.attempt import Attempt, FaultKey, Probe
+from lab.scoring.attempt import Attempt, FaultKey, Probe, RepairResult
+from lab.scoring.causes import CAUSE_IDS
 from lab.scoring.damage import LabState, find_damage
 from lab.scoring.report import render_html, render_text, to_json
 from lab.scoring.score import grade, score_scenario
 
-RULESET_NODE = "fw"
 # services whose state the firewall's ruleset already tells (a flushed ruleset is one
 # damage, not also "the firewall service stopped")
 JUDGED_BY_RULESET = {"firewall"}
 SETTLE = 2.0  # seconds a service may take to answer its health check again at scoring
+CHECK_TIMEOUT = 20.0  # seconds for one fault's repair check
 
 
 class Exercise:
@@ -39,21 +41,29 @@ class Exercise:
 
     @classmethod
     async def start(cls, lab: LabContext, lab_name: str, scenario_path: Path, seed: int,
-                    forced: list[str], trainee: str) -> Exercise:
-        scenario = load_scenario(scenario_path, set(CATALOG))
-        if forced:
-            refs = [(name, {}) for name in forced]
-        else:
-            refs = [(ref.fault, ref.params) for ref in draw_faults(scenario, seed)]
+                    forced: list[str | dict[str, Any]], trainee: str) -> Exercise:
+        """Draw the faults from the seed (or apply ``forced`` ones: names, or mappings
+        with ``fault`` and ``params``; their other params drawn too) and apply them."""
+        scenario = load_scenario(scenario_path, set(CATALOG), CAUSE_IDS)
+        refs = [FaultRef(fault=f) if isinstance(f, str) else FaultRef.model_validate(f)
+                for f in forced]
+        drawn, drawn_herrings = draw_faults(scenario, seed, lab.roles, refs or None)
         healthy = await snapshot(lab)
-        faults = [await _apply(lab, name, params) for name, params in refs]
-        herrings = [await _apply(lab, ref.fault, ref.params) for ref in scenario.red_herrings]
+        faults = [await _apply(lab, d) for d in drawn]
+        herrings = [await _apply(lab, d) for d in drawn_herrings]
         faulted = await snapshot(lab)
         attempt = Attempt(scenario=scenario.name, lab=lab_name, seed=seed, trainee=trainee,
                           started=time.time(), ticket=scenario.ticket,
                           time_limit=scenario.time_limit, faults=faults, red_herrings=herrings,
                           addresses=address_map(lab.topo))
         return cls(scenario, attempt, healthy, faulted)
+
+    def applied_params(self, name: str) -> dict[str, Any] | None:
+        """The params this attempt applied fault ``name`` with (None if it did not)."""
+        for key in self.attempt.faults + self.attempt.red_herrings:
+            if key.name == name:
+                return dict(key.params)
+        return None
 
     def ensure_open(self) -> Attempt:
         if self.scored:
@@ -101,8 +111,10 @@ class Exercise:
         attempt = self.ensure_open()
         attempt.finish()
         attempt.probes = {p["name"]: Probe(p["passed"], p["detail"]) for p in probes}
+        attempt.repairs = list(await asyncio.gather(
+            *(check_repair(lab, key) for key in attempt.faults + attempt.red_herrings)))
         now = await snapshot(lab, settle=SETTLE)
-        attempt.damage = find_damage(self.healthy, self.faulted, now, RULESET_NODE)
+        attempt.damage = find_damage(self.healthy, self.faulted, now, lab.roles.firewall)
         report = score_scenario(attempt, self.scenario)
         attempt.score = to_json(report)
         path = attempt.save(results)
@@ -125,18 +137,33 @@ async def snapshot(lab: LabContext, settle: float = 0.0) -> LabState:
     return LabState(_ruleset(lab), {f"{n}/{k}": ok for (n, k), ok in zip(names, states)})
 
 
-async def _apply(lab: LabContext, name: str, params: dict[str, Any]) -> FaultKey:
-    fault = get_fault(name)
-    parsed = fault.Params.model_validate(params)
-    await fault.apply(lab, parsed)
-    key = fault.answer(parsed)
-    return FaultKey(name, parsed.model_dump(mode="json"), key.cause, key.node)
+async def _apply(lab: LabContext, drawn: Drawn) -> FaultKey:
+    await drawn.fault.apply(lab, drawn.params)
+    key = drawn.fault.answer(drawn.params, lab.roles)
+    return FaultKey(drawn.fault.name, drawn.params.model_dump(mode="json"), key.cause, key.node)
+
+
+async def check_repair(lab: LabContext, key: FaultKey) -> RepairResult:
+    """Is the fault's own symptom gone at the end of the attempt? A check that cannot
+    run counts as not repaired, and says why."""
+    fault = get_fault(key.name)
+    try:
+        params = fault.Params.model_validate(key.params)
+        repair = await asyncio.wait_for(fault.check_repaired(lab, params), CHECK_TIMEOUT)
+        repaired, how = repair.repaired, repair.how
+    except TimeoutError:
+        repaired, how = False, f"the check did not finish within {CHECK_TIMEOUT:.0f} s"
+    except (LabError, OSError) as e:
+        repaired, how = False, f"the check failed: {getattr(e, 'message', None) or e}"
+    return RepairResult(key.name, key.cause, key.node, repaired, how)
 
 
 def _ruleset(lab: LabContext) -> str:
-    if RULESET_NODE not in lab.topo.nodes:
+    """The firewall's ruleset as nft lists it ("" when the topology has no firewall)."""
+    node = lab.roles.firewall
+    if node is None or node not in lab.topo.nodes:
         return ""
-    rc, out, err = lab.run(RULESET_NODE, ["nft", "list", "ruleset"], None)
+    rc, out, err = lab.run(node, ["nft", "list", "ruleset"], None)
     if rc != 0:
         raise LabError(f"cannot list the firewall's ruleset: {err.strip()}")
     return out

@@ -131,19 +131,12 @@ class Supervisor:
         return LabContext(self.topo, self.services.get, node_ctx, run)
 
     async def op_fault(self, action: str, name: str, params: dict | None = None) -> dict:
-        """Apply or revert one fault of the catalog; the answer key goes back to the
-        caller only (it is never written where a node could read it)."""
-        from dataclasses import asdict
+        """Apply, revert or check one fault of the catalog (see lab.faults.act); params not
+        given are the ones the running attempt applied it with, if any."""
+        from lab.faults import act
 
-        from lab.faults import get_fault
-
-        if action not in ("apply", "revert"):
-            raise LabError(f"unknown fault action '{action}'")
-        fault = get_fault(name)
-        parsed = fault.Params.model_validate(params or {})
-        await getattr(fault, action)(self.lab_context(), parsed)
-        return {"fault": name, "params": parsed.model_dump(mode="json"),
-                "answer": asdict(fault.answer(parsed))}
+        applied = self.exercise.applied_params(name) if self.exercise is not None else None
+        return await act(self.lab_context(), action, name, params, applied)
 
     async def op_service(self, node: str, kind: str, action: str) -> str:
         """Start, stop or restart one service, as a trainee's repair may need."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +20,9 @@ from pydantic import AfterValidator
 from lab.errors import LabError
 from lab.faults.base import LabContext
 from lab.model.firewall import FirewallConfig
+from lab.model.roles import Roles
 from lab.model.services import parse_service
 from lab.services.zonefile import zone_file_name
-
-# --- names of the reference topology (topologies/mail-dmz.yaml; a contract) -------------
-
-MAIL_DOMAIN = "example.net"
-MAIL_HOST = "mail"
-NS_EXT = "ns-ext"
-TLD = "dns-tld"
-RESOLVER = "resolver"
-FW = "fw"
-MX = "mx"
 
 
 def _ipv4(value: str) -> str:
@@ -89,9 +81,7 @@ def _parse_line(text: str, origin: str, previous_owner: str | None) -> tuple[Zon
     else:
         owner = absolute(tokens.pop(0), origin)
     for _ in range(2):
-        if tokens and (tokens[0].isdigit() or tokens[0][:-1].isdigit()):
-            tokens.pop(0)
-        elif tokens and tokens[0].upper() in _CLASSES:
+        if tokens and (tokens[0].isdigit() or tokens[0][:-1].isdigit()) or tokens and tokens[0].upper() in _CLASSES:
             tokens.pop(0)
     if not tokens or owner is None:
         return ZoneLine(text), previous_owner
@@ -268,17 +258,18 @@ def forget_cached(lab: LabContext, node: str, name: str, rtype: int,
 # --- the firewall ------------------------------------------------------------------------
 
 
-def firewall_config(lab: LabContext, node: str = FW) -> FirewallConfig:
-    return lab.service(node, "firewall").config
+def firewall_config(lab: LabContext) -> FirewallConfig:
+    return lab.service(lab.roles.need("firewall"), "firewall").config
 
 
-def baseline_firewall(lab: LabContext, node: str = FW) -> FirewallConfig:
-    return baseline_service(lab, node, "firewall")
+def baseline_firewall(lab: LabContext) -> FirewallConfig:
+    return baseline_service(lab, lab.roles.need("firewall"), "firewall")
 
 
-async def set_firewall(lab: LabContext, new: FirewallConfig, node: str = FW) -> bool:
+async def set_firewall(lab: LabContext, new: FirewallConfig) -> bool:
     """Load ``new`` (rules and NAT atomically) and give the SMTP proxy the same config,
     restarting it when its part changed. False if there was nothing to change."""
+    node = lab.roles.need("firewall")
     fw = lab.service(node, "firewall")
     proxy = lab.service(node, "proxy")
     changed = False
@@ -349,3 +340,16 @@ def run_ok(lab: LabContext, node: str, argv: list[str], stdin: str | None = None
     if rc != 0:
         raise LabError(f"{node}: {' '.join(argv)} failed: {err.strip() or out.strip()}")
     return out
+
+
+# --- drawing -------------------------------------------------------------------------------
+
+
+def unused_address(rng: random.Random, roles: Roles, subnet: str) -> str:
+    """An address of ``subnet`` (a segment's) that no node uses: where nothing answers."""
+    net = ipaddress.IPv4Network(subnet)
+    used = set(roles.used_addresses)
+    free = [str(a) for a in net.hosts() if str(a) not in used]
+    if not free:
+        raise LabError(f"no unused address left in {subnet}")
+    return rng.choice(free)

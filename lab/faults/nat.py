@@ -1,30 +1,28 @@
-"""Firewall faults on the mail path: static and dynamic NAT, permit rules, the SMTP proxy.
+"""Firewall faults on the mail path: static and dynamic NAT, permit rules.
 
 Each one changes the firewall's *current* config (other faults may already have changed
-it) and reloads the ruleset atomically; revert puts back only what it took away.
+it) and reloads the ruleset atomically; revert puts back only what it took away. The
+rules and NAT entries concerned are found from the roles (the rule that permits SMTP to
+the mail server's static-NAT address, ...), not by name. A repair is judged from the live
+ruleset or from traffic, since a trainee repairs with nft, not through the lab.
 """
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from lab.errors import LabError
+from lab.faults._checks import nft_rules, ping, tcp_passes
 from lab.faults._support import (
-    FW,
-    MAIL_DOMAIN,
-    MX,
     IPv4,
+    age_caches,
     baseline_firewall,
-    baseline_records,
     firewall_config,
     restore_item,
     set_firewall,
-    NS_EXT,
-    age_caches,
+    unused_address,
 )
-from lab.faults.base import AnswerKey, Fault, LabContext, NoParams
-from lab.faults.dns import DELEGATION_TTL, set_mail_address
+from lab.faults.base import Cause, Fault, LabContext, NoParams, Repair
+from lab.faults.dns import DELEGATION_TTL
 from lab.model.firewall import FirewallConfig, Rule, StaticNat
 
 
@@ -32,17 +30,14 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def mail_private(lab: LabContext) -> str:
-    """The mail server's private address (its first interface)."""
-    return str(lab.topo.nodes[MX].interfaces[0].address.ip)
-
-
 def mail_static(lab: LabContext) -> StaticNat:
     """The baseline static-NAT entry for the mail server."""
+    private = lab.roles.need("mail_private")
     for entry in baseline_firewall(lab).static_nat:
-        if entry.private == mail_private(lab):
+        if entry.private == private:
             return entry
-    raise LabError(f"topology {lab.topo.name} has no static NAT for {MX}")
+    raise LabError(f"topology {lab.topo.name} has no static NAT for "
+                   f"{lab.roles.need('mail_server')}")
 
 
 def baseline_rule(lab: LabContext, name: str) -> Rule:
@@ -50,6 +45,20 @@ def baseline_rule(lab: LabContext, name: str) -> Rule:
         if rule.name == name:
             return rule
     raise LabError(f"topology {lab.topo.name} has no firewall rule {name!r}")
+
+
+def find_rule(lab: LabContext, what: str, test) -> str:
+    """The name of the baseline rule for which ``test(rule)`` holds (``what`` it does)."""
+    for rule in baseline_firewall(lab).rules:
+        if test(rule):
+            return rule.name
+    raise LabError(f"topology {lab.topo.name} has no firewall rule that {what}")
+
+
+def smtp_in_rule(lab: LabContext) -> str:
+    public = lab.roles.need("mail_public")
+    return find_rule(lab, f"permits SMTP to {public}", lambda r: r.to == public
+                     and r.proto in ("tcp", "any") and r.port in (25, None))
 
 
 async def drop_rule(lab: LabContext, name: str) -> bool:
@@ -78,17 +87,47 @@ def _replace_static(config: FirewallConfig, public: str, entry: StaticNat | None
     return config.model_copy(update={"static_nat": out})
 
 
+def dnat_target(rules: list[dict], public: str) -> str | None:
+    """Where the live ruleset's first DNAT for traffic to ``public`` sends it (None: no
+    DNAT), reading nat/prerouting rules of any table as nft lists them."""
+    for rule in rules:
+        if rule.get("type") != "nat" or rule.get("hook") != "prerouting":
+            continue
+        matches_public = target = None
+        for expr in rule.get("expr", []):
+            match = expr.get("match")
+            if match and match.get("left", {}).get("payload", {}).get("field") == "daddr":
+                right = match.get("right")
+                matches_public = right == public or (isinstance(right, dict) and public in str(
+                    right))
+            if "dnat" in expr:
+                target = str(expr["dnat"].get("addr"))
+        if matches_public and target is not None:
+            return target
+    return None
+
+
+async def static_nat_right(lab: LabContext) -> Repair:
+    roles = lab.roles
+    public, private = roles.need("mail_public"), roles.need("mail_private")
+    target = dnat_target(await nft_rules(lab, roles.need("firewall")), public)
+    return Repair(target == private,
+                  f"{roles.firewall}'s ruleset translates {public} to {target}" if target
+                  else f"{roles.firewall}'s ruleset has no DNAT for {public}")
+
+
 class StaticMissing(Fault):
     name = "nat-static-missing"
     family = "nat"
-    description = ("the static NAT for the mail server is gone while the smtp-in permit rule "
-                   "still depends on it")
-    symptom = ("telnet/nc to 203.0.113.25:25 from the internet times out; netguard -An shows "
-               "the sessions denied (D) at the firewall")
+    causes = (Cause("nat-static-missing", "static NAT missing",
+                    "the firewall has no static NAT for the mail server's public address",
+                    "firewall"),)
+    where = "firewall"
+    description = ("the static NAT for ${roles.mail_server} is gone while the permit rule "
+                   "for SMTP to ${roles.mail_public} still depends on it")
+    symptom = ("telnet/nc to ${roles.mail_public}:25 from the internet times out; netguard "
+               "-An shows the sessions denied (D) at the firewall")
     Params = NoParams
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("nat-static-missing", FW)
 
     async def apply(self, lab, params) -> None:
         config = firewall_config(lab)
@@ -104,19 +143,26 @@ class StaticMissing(Fault):
                                key=lambda s: s.public)
             await set_firewall(lab, config.model_copy(update={"static_nat": nat}))
 
+    async def check_repaired(self, lab, params) -> Repair:
+        return await static_nat_right(lab)
+
 
 class StaticWrongHost(Fault):
     name = "nat-static-wrong-host"
     family = "nat"
-    description = "the mail server's static NAT points at a wrong private address"
-    symptom = ("SMTP to 203.0.113.25 is permitted (P) in netguard -An but translated to a "
-               "private address where nothing answers; senders time out")
+    causes = (Cause("nat-static-wrong-host", "static NAT to wrong host",
+                    "the static NAT maps the public address to a wrong private address",
+                    "firewall"),)
+    where = "firewall"
+    description = "the mail server's static NAT points at ${params.private}, a wrong address"
+    symptom = ("SMTP to ${roles.mail_public} is permitted (P) in netguard -An but translated "
+               "to ${params.private}, where nothing answers; senders time out")
 
     class Params(_Params):
-        private: IPv4 = "10.1.0.26"
+        private: IPv4 | None = None
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("nat-static-wrong-host", FW)
+    def drawn(self, rng, roles) -> dict:
+        return {"private": unused_address(rng, roles, roles.need("fw_internal_subnet"))}
 
     async def _move(self, lab, frm: str, to: str) -> None:
         config = firewall_config(lab)
@@ -126,23 +172,32 @@ class StaticWrongHost(Fault):
             await set_firewall(lab, _replace_static(config, public, entry))
 
     async def apply(self, lab, params) -> None:
-        await self._move(lab, mail_private(lab), params.private)
+        await self._move(lab, lab.roles.need("mail_private"), params.private)
 
     async def revert(self, lab, params) -> None:
-        await self._move(lab, params.private, mail_private(lab))
+        await self._move(lab, params.private, lab.roles.need("mail_private"))
+
+    async def check_repaired(self, lab, params) -> Repair:
+        return await static_nat_right(lab)
+
+
+def internal_resolvers(lab: LabContext) -> list[str]:
+    return list(lab.roles.internal_resolvers)
 
 
 class DynamicMissing(Fault):
     name = "nat-dynamic-missing"
     family = "nat"
+    causes = (Cause("nat-dynamic-missing", "dynamic NAT missing",
+                    "internal hosts are not translated (many-to-one) when they go out",
+                    "firewall"),)
+    where = "firewall"
     description = "dynamic NAT (masquerade of the LAN) is switched off on the firewall"
     symptom = ("internal hosts without a static NAT cannot reach the internet: ping "
-               "203.0.113.20 from admin fails, ns-int cannot resolve outside names, so mx "
-               "cannot find the MX of example.com")
+               "${roles.sender_address} from ${roles.internal_client} fails, "
+               "${roles.internal_dns} cannot resolve outside names, so ${roles.mail_server} "
+               "cannot find the MX of ${roles.sender_domain}")
     Params = NoParams
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("nat-dynamic-missing", FW)
 
     async def apply(self, lab, params) -> None:
         config = firewall_config(lab)
@@ -156,136 +211,68 @@ class DynamicMissing(Fault):
         if not config.dynamic_nat and baseline_firewall(lab).dynamic_nat:
             await set_firewall(lab, config.model_copy(update={"dynamic_nat": True}))
 
-
-def internal_resolvers(lab: LabContext) -> list[str]:
-    """The nodes behind the firewall that run a DNS service."""
-    segment = baseline_firewall(lab).internal
-    return [name for name, node in lab.topo.nodes.items() if "dns" in node.services
-            and any(i.segment == segment for i in node.interfaces)]
+    async def check_repaired(self, lab, params) -> Repair:
+        roles = lab.roles
+        client = roles.need("internal_client")
+        return await tcp_passes(lab, client, roles.need("sender_address"), 25,
+                                f"{client} ({roles.internal_client_address})")
 
 
 class _RuleMissing(Fault):
+    """A permit rule of the healthy policy is gone; ``rule_of(lab)`` finds it by what
+    it permits."""
+
     family = "nat"
-    rule = ""
-    cause = ""
+    where = "firewall"
     Params = NoParams
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey(self.cause, FW)
+    def rule_of(self, lab: LabContext, params) -> str:
+        raise NotImplementedError
 
     async def apply(self, lab, params) -> None:
-        await drop_rule(lab, self.rule)
+        await drop_rule(lab, self.rule_of(lab, params))
 
     async def revert(self, lab, params) -> None:
-        await restore_rule(lab, self.rule)
+        await restore_rule(lab, self.rule_of(lab, params))
 
 
 class SmtpPermitMissing(_RuleMissing):
     name = "fw-smtp-permit-missing"
-    cause = "fw-smtp-permit-missing"
-    rule = "smtp-in"
-    description = "the permit rule for SMTP to the mail server's static-NAT address is gone"
-    symptom = ("nc/telnet to 203.0.113.25:25 from the internet times out; netguard -An shows "
-               "D for those sessions")
+    causes = (Cause("fw-smtp-permit-missing", "SMTP permit rule missing",
+                    "no firewall rule permits inbound SMTP to the mail server", "firewall"),)
+    description = ("the permit rule for SMTP to the mail server's static-NAT address "
+                   "${roles.mail_public} is gone")
+    symptom = ("nc/telnet to ${roles.mail_public}:25 from the internet times out; netguard "
+               "-An shows D for those sessions")
+
+    def rule_of(self, lab, params) -> str:
+        return smtp_in_rule(lab)
+
+    async def check_repaired(self, lab, params) -> Repair:
+        """The firewall passes SMTP to the static-NAT address again: the handshake is
+        answered (by the mail server, or refused by it: either way the firewall let it by)."""
+        roles = lab.roles
+        return await tcp_passes(lab, roles.need("outside_client"), roles.need("mail_public"), 25)
 
 
 class IcmpBlocked(_RuleMissing):
     name = "fw-icmp-blocked"
-    cause = "fw-icmp-blocked"
-    rule = "icmp"
+    causes = (Cause("fw-icmp-blocked", "ICMP not permitted",
+                    "the firewall does not permit ICMP echo to the mail server", "firewall"),)
     description = "the ICMP permit rule is gone (a red herring: mail still flows)"
-    symptom = ("ping 203.0.113.25 from the internet gets no reply, but telnet to port 25 "
-               "answers and mail is delivered")
+    symptom = ("ping ${roles.mail_public} from the internet gets no reply, but telnet to port "
+               "25 answers and mail is delivered")
 
+    def rule_of(self, lab, params) -> str:
+        return find_rule(lab, "permits ICMP", lambda r: r.proto == "icmp")
 
-class ProxyServerNotListed(Fault):
-    name = "proxy-server-not-listed"
-    family = "nat"
-    description = ("the SMTP proxy runs 'Inbound To' (DNS points at the firewall's address) "
-                   "but the mail server is not in its servers list")
-    symptom = ("mail.example.net resolves to 203.0.113.1; the proxy there accepts the "
-               "session and answers 451 'no mail server reachable'; netguard -An shows D")
-
-    class Params(_Params):
-        servers: list[IPv4] = []
-
-        @field_validator("servers", mode="before")
-        @classmethod
-        def _split(cls, v: object) -> object:
-            if isinstance(v, str):  # --param servers=10.1.0.26,10.1.0.27
-                return [s for s in (p.strip() for p in v.split(",")) if s]
-            return v
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("proxy-server-not-listed", FW)
-
-    def _fw_address(self, lab) -> str:
-        return str(lab.topo.nodes[FW].interface_on(baseline_firewall(lab).external)[1].address.ip)
-
-    async def apply(self, lab, params) -> None:
-        if mail_private(lab) in params.servers:
-            raise LabError(f"servers must not list the mail server {mail_private(lab)}")
-        config = firewall_config(lab)
-        proxy = config.proxy.model_copy(update={"mode": "inbound-to", "servers": params.servers})
-        await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
-        good = baseline_records(lab, NS_EXT, MAIL_DOMAIN, "mail", "A")
-        await set_mail_address(lab, self._fw_address(lab), only_if=good)
-
-    async def revert(self, lab, params) -> None:
-        config = firewall_config(lab)
-        if config.proxy.mode == "inbound-to" and config.proxy.servers == params.servers:
-            base = baseline_firewall(lab).proxy
-            proxy = config.proxy.model_copy(update={"mode": base.mode, "servers": base.servers})
-            await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
-        good = baseline_records(lab, NS_EXT, MAIL_DOMAIN, "mail", "A")
-        if good:
-            await set_mail_address(lab, good[0], only_if=[self._fw_address(lab)])
-
-
-class ProxyModeMismatch(Fault):
-    name = "proxy-mode-mismatch"
-    family = "nat"
-    description = ("the proxy mode does not match what DNS points at: 'Inbound To' on the "
-                   "firewall (and the permit rule removed) while mail.example.net still "
-                   "points at the static-NAT address, or DNS pointing at the firewall's own "
-                   "address while the proxy is off")
-    symptom = ("dns_points_at=static-nat: SMTP to 203.0.113.25 is denied (D) while the "
-               "firewall's 203.0.113.1:25 answers; dns_points_at=firewall: mail.example.net "
-               "resolves to 203.0.113.1 where nothing accepts SMTP")
-
-    class Params(_Params):
-        dns_points_at: Literal["static-nat", "firewall"] = "static-nat"
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("proxy-mode-mismatch", FW)
-
-    _fw_address = ProxyServerNotListed._fw_address
-
-    async def apply(self, lab, params) -> None:
-        if params.dns_points_at == "static-nat":
-            config = firewall_config(lab)
-            proxy = config.proxy.model_copy(update={"mode": "inbound-to"})
-            rules = [r for r in config.rules if r.name != "smtp-in"]
-            await set_firewall(lab, config.model_copy(update={"proxy": proxy, "rules": rules}))
-        else:
-            good = baseline_records(lab, NS_EXT, MAIL_DOMAIN, "mail", "A")
-            await set_mail_address(lab, self._fw_address(lab), only_if=good)
-
-    async def revert(self, lab, params) -> None:
-        if params.dns_points_at == "static-nat":
-            config = firewall_config(lab)
-            base = baseline_firewall(lab)
-            if config.proxy.mode == "inbound-to" and config.proxy.servers == base.proxy.servers:
-                proxy = config.proxy.model_copy(update={"mode": base.proxy.mode})
-                config = config.model_copy(update={"proxy": proxy})
-            rules = restore_item(config.rules, base.rules, baseline_rule(lab, "smtp-in"),
-                                 key=lambda r: r.name)
-            await set_firewall(lab, config.model_copy(update={"rules": rules}))
-        else:
-            good = baseline_records(lab, NS_EXT, MAIL_DOMAIN, "mail", "A")
-            if good:
-                await set_mail_address(lab, good[0], only_if=[self._fw_address(lab)])
+    async def check_repaired(self, lab, params) -> Repair:
+        roles = lab.roles
+        client, public = roles.need("outside_client"), roles.need("mail_public")
+        sent, received = await ping(lab, client, public, count=3)
+        return Repair(received > 0, f"ping from {client} to {public}: {received} of {sent} "
+                                    "answered")
 
 
 FAULTS = [StaticMissing(), StaticWrongHost(), DynamicMissing(), SmtpPermitMissing(),
-          IcmpBlocked(), ProxyServerNotListed(), ProxyModeMismatch()]
+          IcmpBlocked()]

@@ -1,4 +1,5 @@
-"""Faults on the internal mail server: its SMTP service, relay policy, route and resolver."""
+"""Faults on the internal hosts: the mail server's SMTP service and relay policy, a host's
+default route, the mail server's resolver."""
 from __future__ import annotations
 
 import ipaddress
@@ -6,60 +7,83 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
+from lab.errors import LabError
+from lab.faults._checks import dns_query, run_async, smtp_accepts
 from lab.faults._support import (
-    MX,
     IPv4,
+    age_caches,
     baseline_service,
     read_nameservers,
     restore_item,
     run_ok,
+    unused_address,
     write_nameservers,
 )
-from lab.faults.base import AnswerKey, Fault, LabContext, NoParams
+from lab.faults.base import AnswerKey, Cause, Fault, LabContext, NoParams, Repair
+from lab.faults.dns import DELEGATION_TTL
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _mail(lab: LabContext) -> str:
+    return lab.roles.need("mail_server")
+
+
+def _address(lab: LabContext, mailbox: str = "mailbox", domain: str = "mail_domain") -> str:
+    """A mail address from two roles: the test mailbox at the mail domain by default."""
+    return f"{lab.roles.need(mailbox)}@{lab.roles.need(domain)}"
+
+
 class SmtpDown(Fault):
     name = "smtp-service-down"
     family = "server"
-    description = "the SMTP service on mx is stopped"
-    symptom = ("telnet/nc to 10.1.0.25:25 is refused (from fw, admin, or through the "
-               "static NAT from the internet); nothing gets delivered in either direction")
+    causes = (Cause("smtp-service-down", "SMTP service down",
+                    "the mail server's SMTP service is not running", "server"),)
+    where = "mail_server"
+    description = "the SMTP service on ${roles.mail_server} is stopped"
+    symptom = ("telnet/nc to ${roles.mail_private}:25 is refused (from ${roles.firewall}, "
+               "${roles.internal_client}, or through the static NAT from the internet); "
+               "nothing gets delivered in either direction")
     Params = NoParams
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("smtp-service-down", MX)
-
     async def apply(self, lab, params) -> None:
-        await lab.service(MX, "smtp").stop()  # stopping a stopped server changes nothing
+        await lab.service(_mail(lab), "smtp").stop()  # stopping a stopped server: no change
 
     async def revert(self, lab, params) -> None:
-        svc = lab.service(MX, "smtp")
+        svc = lab.service(_mail(lab), "smtp")
         if not await svc.healthy():
             await svc.stop()
             await svc.start()
 
+    async def check_repaired(self, lab, params) -> Repair:
+        roles = lab.roles
+        client, server = roles.need("internal_client"), roles.need("mail_private")
+        rcpt = _address(lab)
+        ok, said = await smtp_accepts(lab, client, server, rcpt, rcpt)
+        return Repair(ok, f"a message from {client} to {rcpt} through {server}:25: "
+                          f"{'accepted, ' if ok else ''}{said}")
+
 
 def _lan(lab: LabContext) -> ipaddress.IPv4Network:
-    return lab.topo.nodes[MX].interfaces[0].address.network
+    return ipaddress.IPv4Network(lab.roles.need("fw_internal_subnet"))
 
 
 class RelayRefused(Fault):
     name = "smtp-relay-refused"
     family = "server"
-    description = "mx no longer relays for the LAN (its relay networks lost the LAN)"
-    symptom = ("submitting mail for an outside domain to 10.1.0.25 from admin gets "
-               "'554 5.7.1 Relay access denied'; mail.log shows NOQUEUE: reject")
+    causes = (Cause("smtp-relay-refused", "relay refused for LAN",
+                    "the mail server refuses to relay mail for its own LAN", "server"),)
+    where = "mail_server"
+    description = "${roles.mail_server} no longer relays for the LAN (its relay networks lost it)"
+    symptom = ("submitting mail for an outside domain to ${roles.mail_private} from "
+               "${roles.internal_client} gets '554 5.7.1 Relay access denied'; mail.log shows "
+               "NOQUEUE: reject")
     Params = NoParams
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("smtp-relay-refused", MX)
-
     async def apply(self, lab, params) -> None:
-        svc = lab.service(MX, "smtp")
+        svc = lab.service(_mail(lab), "smtp")
         lan = _lan(lab)
         nets = [n for n in svc.config.relay_networks if not n.overlaps(lan)]
         if nets != list(svc.config.relay_networks):
@@ -67,9 +91,9 @@ class RelayRefused(Fault):
             svc.reconfigure(svc.config.model_copy(update={"relay_networks": nets}))
 
     async def revert(self, lab, params) -> None:
-        svc = lab.service(MX, "smtp")
+        svc = lab.service(_mail(lab), "smtp")
         lan = _lan(lab)
-        base = list(baseline_service(lab, MX, "smtp").relay_networks)
+        base = list(baseline_service(lab, _mail(lab), "smtp").relay_networks)
         nets = list(svc.config.relay_networks)
         for net in base:
             if net.overlaps(lan):
@@ -77,8 +101,23 @@ class RelayRefused(Fault):
         if nets != list(svc.config.relay_networks):
             svc.reconfigure(svc.config.model_copy(update={"relay_networks": nets}))
 
+    async def check_repaired(self, lab, params) -> Repair:
+        roles = lab.roles
+        client, server = roles.need("internal_client"), roles.need("mail_private")
+        sender = _address(lab)
+        rcpt = _address(lab, "sender_mailbox", "sender_domain")
+        ok, said = await smtp_accepts(lab, client, server, sender, rcpt)
+        return Repair(ok, f"a message from {client} for {rcpt} submitted to {server}:25: "
+                          f"{'accepted, ' if ok else ''}{said}")
 
-def default_route(lab: LabContext, node: str) -> dict | None:
+
+async def default_route(lab: LabContext, node: str) -> dict | None:
+    _rc, out, _err = await run_async(lab, node, ["ip", "-j", "-4", "route", "show", "default"])
+    routes = json.loads(out or "[]")
+    return routes[0] if routes else None
+
+
+def default_route_now(lab: LabContext, node: str) -> dict | None:
     out = run_ok(lab, node, ["ip", "-j", "-4", "route", "show", "default"])
     routes = json.loads(out or "[]")
     return routes[0] if routes else None
@@ -87,48 +126,102 @@ def default_route(lab: LabContext, node: str) -> dict | None:
 class GatewayWrong(Fault):
     name = "host-gateway-wrong"
     family = "server"
-    description = "mx's default route points at an address that is not the firewall"
-    symptom = ("ip route on mx shows a default gateway other than 10.1.0.1; ping of the "
-               "gateway fails; mx reaches nothing outside the LAN and cannot answer outsiders")
+    causes = (Cause("host-gateway-wrong", "default gateway wrong",
+                    "a host's default gateway is wrong, so it cannot reach other segments",
+                    "network"),)
+    key_params = ("node",)
+    description = "${params.node}'s default route points at ${params.gateway}, not the firewall"
+    symptom = ("ip route on ${params.node} shows the default gateway ${params.gateway}, not "
+               "${roles.fw_private}; ping of the gateway fails; ${params.node} reaches nothing "
+               "outside the LAN")
 
     class Params(_Params):
-        gateway: IPv4 = "10.1.0.254"
+        node: str | None = None
+        gateway: IPv4 | None = None
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("host-gateway-wrong", MX)
+    def variants(self, roles) -> list[dict]:
+        """The inside hosts mail depends on that route through the firewall: the mail
+        server and the internal resolvers."""
+        hosts = [roles.mail_server, *roles.internal_resolvers]
+        return [{"node": n} for n in dict.fromkeys(hosts)
+                if n and roles.topo.nodes[n].gateway is not None] or [{}]
+
+    def drawn(self, rng, roles) -> dict:
+        return {"gateway": unused_address(rng, roles, roles.need("fw_internal_subnet"))}
+
+    def answer(self, params, roles) -> AnswerKey:
+        return AnswerKey(self.causes[0].id, params.node or roles.need("mail_server"))
+
+    def validate(self, params, roles) -> None:
+        node = self.answer(params, roles).node
+        if node not in roles.topo.nodes:
+            raise LabError(f"unknown node '{node}'", hint="nodes: " + ", ".join(roles.topo.nodes))
+        if roles.topo.nodes[node].gateway is None:
+            raise LabError(f"node {node} has no default gateway in topology {roles.topology}")
+
+    def _good(self, lab, params) -> tuple[str, str]:
+        self.validate(params, lab.roles)
+        node = self.answer(params, lab.roles).node
+        return node, str(lab.topo.nodes[node].gateway)
 
     async def apply(self, lab, params) -> None:
-        route = default_route(lab, MX)
+        node, _good = self._good(lab, params)
+        route = default_route_now(lab, node)
         if route is None or route.get("gateway") != params.gateway:
-            run_ok(lab, MX, ["ip", "route", "replace", "default", "via", params.gateway])
+            run_ok(lab, node, ["ip", "route", "replace", "default", "via", params.gateway])
+            # a name server cut off is meant to have been so for longer than it remembers
+            age_caches(lab, ".", DELEGATION_TTL, nodes=[node])
 
     async def revert(self, lab, params) -> None:
-        good = lab.topo.nodes[MX].gateway
-        route = default_route(lab, MX)
-        if good is not None and route is not None and route.get("gateway") == params.gateway:
-            run_ok(lab, MX, ["ip", "route", "replace", "default", "via", str(good)])
+        node, good = self._good(lab, params)
+        route = default_route_now(lab, node)
+        if route is not None and route.get("gateway") == params.gateway:
+            run_ok(lab, node, ["ip", "route", "replace", "default", "via", good])
+
+    async def check_repaired(self, lab, params) -> Repair:
+        node, good = self._good(lab, params)
+        route = await default_route(lab, node)
+        now = route.get("gateway") if route else None
+        return Repair(now == good, f"{node}'s default route: " + (
+            f"via {now}" if now else "none") + f" (the gateway is {good})")
 
 
 class ResolverWrong(Fault):
     name = "host-resolver-wrong"
     family = "server"
-    description = "mx's /etc/resolv.conf names a name server that does not answer"
-    symptom = ("dig/nslookup on mx time out ('no servers could be reached'); mx defers "
-               "outbound mail with 'Name service error ... try again'")
+    causes = (Cause("host-resolver-wrong", "resolver wrong or unreachable",
+                    "a host's configured name server is wrong or cannot be reached", "dns"),)
+    where = "mail_server"
+    description = ("${roles.mail_server}'s /etc/resolv.conf names ${params.nameserver}, a "
+                   "name server that does not answer")
+    symptom = ("dig/nslookup on ${roles.mail_server} time out ('no servers could be "
+               "reached'); it defers outbound mail with 'Name service error ... try again'")
 
     class Params(_Params):
-        nameserver: IPv4 = "10.1.0.54"
+        nameserver: IPv4 | None = None
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("host-resolver-wrong", MX)
+    def drawn(self, rng, roles) -> dict:
+        return {"nameserver": unused_address(rng, roles, roles.need("fw_internal_subnet"))}
 
     async def apply(self, lab, params) -> None:
-        write_nameservers(lab, MX, [params.nameserver])
+        write_nameservers(lab, _mail(lab), [params.nameserver])
 
     async def revert(self, lab, params) -> None:
-        _path, _lines, current = read_nameservers(lab, MX)
+        node = _mail(lab)
+        _path, _lines, current = read_nameservers(lab, node)
         if current == [params.nameserver]:
-            write_nameservers(lab, MX, [str(a) for a in lab.topo.nodes[MX].nameservers])
+            write_nameservers(lab, node, [str(a) for a in lab.topo.nodes[node].nameservers])
+
+    async def check_repaired(self, lab, params) -> Repair:
+        """The first name server of the mail server's resolv.conf answers it again."""
+        node = _mail(lab)
+        _path, _lines, servers = read_nameservers(lab, node)
+        if not servers:
+            return Repair(False, f"{node}'s /etc/resolv.conf names no nameserver")
+        name = lab.roles.sender_domain or lab.roles.need("mail_domain")
+        answer = await dns_query(lab, node, servers[0], name, "MX")
+        ok = answer.status not in ("timeout", "REFUSED")
+        return Repair(ok, f"{name} MX on {node} (nameserver {servers[0]}): {answer.status}")
 
 
 FAULTS = [SmtpDown(), RelayRefused(), GatewayWrong(), ResolverWrong()]

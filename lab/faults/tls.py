@@ -1,11 +1,14 @@
-"""Faults of STARTTLS and of the firewall's outbound SMTP proxy.
+"""Faults of STARTTLS on the mail server.
 
 The certificate faults replace the mail server's certificate files in place (as an admin
 who installed the wrong file would) and make the server read them again; nothing else
 changes, so nothing names the fault. A mail server that stops offering STARTTLS still
-gets mail from senders that use TLS opportunistically (the reference topology's mx-ext);
-the tls-required scenario makes mx-ext require TLS for example.net (its
+gets mail from senders that use TLS opportunistically (the reference sender); the
+tls-required scenario makes the sender require TLS for the mail domain (its
 ``smtp_tls_policy``), and then its mail to the company stays in its queue.
+
+A repair is judged as a client would: from the internal client, ``openssl s_client
+-starttls smtp`` to the mail server verifies the certificate for the mail host's name.
 """
 from __future__ import annotations
 
@@ -14,31 +17,33 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from lab.errors import LabError
-from lab.faults._support import (
-    FW,
-    MX,
-    baseline_firewall,
-    baseline_service,
-    firewall_config,
-    set_firewall,
-)
-from lab.faults.base import AnswerKey, Fault, LabContext, NoParams
+from lab.faults._checks import run_async
+from lab.faults._support import baseline_service
+from lab.faults.base import Cause, Fault, LabContext, NoParams, Repair
 from lab.model.firewall import DOMAIN
 from lab.services.tlsca import cert_names
+
+# certificate names a wrong certificate may carry (RFC 2606 names, never the mail host)
+WRONG_NAMES = ("www.shop.example", "mail.corp.example", "smtp.partners.example",
+               "mx1.hosting.example")
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _mail(lab: LabContext) -> str:
+    return lab.roles.need("mail_server")
+
+
 def _mta(lab: LabContext):
-    return lab.service(MX, "smtp")
+    return lab.service(_mail(lab), "smtp")
 
 
 def _server_tls(lab: LabContext):
     tls = _mta(lab).tls
     if tls is None:
-        raise LabError(f"{MX} has no TLS certificate in this lab")
+        raise LabError(f"{_mail(lab)} has no TLS certificate in this lab")
     return tls
 
 
@@ -50,7 +55,7 @@ _ISSUED: dict[int, tuple[bytes, bytes]] = {}  # the server's own files, by Serve
 
 
 def _replace(lab: LabContext, **reissue) -> None:
-    """Give mx another certificate, keeping its own to put back on revert."""
+    """Give the mail server another certificate, keeping its own to put back on revert."""
     tls = _server_tls(lab)
     _ISSUED.setdefault(id(tls), tls.issued())
     tls.reissue(**reissue)
@@ -67,24 +72,51 @@ def _put_back(lab: LabContext) -> None:
     _mta(lab).reload_tls()
 
 
-class CertExpired(Fault):
-    name = "tls-cert-expired"
+async def starttls_verifies(lab: LabContext) -> Repair:
+    """STARTTLS to the mail server from the internal client, the certificate verified
+    against the lab's CA for the mail host's name."""
+    roles = lab.roles
+    client, server, name = (roles.need("internal_client"), roles.need("mail_private"),
+                            roles.need("mail_host"))
+    argv = ["timeout", "8", "openssl", "s_client", "-starttls", "smtp", "-connect",
+            f"{server}:25", "-verify_return_error", "-verify_hostname", name, "-brief"]
+    rc, out, err = await run_async(lab, client, argv, "QUIT\n")
+    said = (err or out).strip().splitlines()
+    first = next((ln for ln in said if "error" in ln.lower() or "didn't" in ln.lower()),
+                 said[0] if said else f"exit {rc}")
+    how = f"openssl s_client -starttls smtp from {client} to {server}:25 for {name}: "
+    return Repair(rc == 0, how + ("verified" if rc == 0 else first))
+
+
+class _TlsFault(Fault):
     family = "tls"
-    description = "mx's certificate expired (the file was replaced by an old one)"
-    symptom = ("openssl s_client -starttls smtp -connect 10.1.0.25:25 -verify_return_error "
-               "fails with 'certificate has expired'; swaks --tls-verify fails; mx-ext logs "
-               "'Untrusted TLS connection established to mail.example.net'")
+    where = "mail_server"
+
+    async def check_repaired(self, lab, params) -> Repair:
+        return await starttls_verifies(lab)
+
+
+class CertExpired(_TlsFault):
+    name = "tls-cert-expired"
+    causes = (Cause("tls-cert-expired", "certificate expired",
+                    "the mail server presents an expired TLS certificate", "server"),)
+    description = ("${roles.mail_server}'s certificate expired ${params.days_ago} days ago "
+                   "(the file was replaced by an old one)")
+    symptom = ("openssl s_client -starttls smtp -connect ${roles.mail_private}:25 "
+               "-verify_return_error fails with 'certificate has expired'; swaks --tls-verify "
+               "fails; ${roles.sender} logs 'Untrusted TLS connection established to "
+               "${roles.mail_host}'")
 
     class Params(_Params):
-        days_ago: int = 3
+        days_ago: int | None = None
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("tls-cert-expired", MX)
+    def drawn(self, rng, roles) -> dict:
+        return {"days_ago": rng.randint(1, 40)}
 
     async def apply(self, lab, params) -> None:
         tls = _server_tls(lab)
         if tls.certificate().not_valid_after.replace(tzinfo=dt.UTC) > _now():
-            end = _now() - dt.timedelta(days=params.days_ago)
+            end = _now() - dt.timedelta(days=params.days_ago or 3)
             _replace(lab, not_before=end - dt.timedelta(days=365), not_after=end)
 
     async def revert(self, lab, params) -> None:
@@ -93,26 +125,32 @@ class CertExpired(Fault):
             _put_back(lab)
 
 
-class CertWrongName(Fault):
+class CertWrongName(_TlsFault):
     name = "tls-cert-wrong-name"
-    family = "tls"
-    description = "mx's certificate is for another host name than mail.example.net"
-    symptom = ("openssl s_client -starttls smtp -connect 10.1.0.25:25 -verify_return_error "
-               "-verify_hostname mail.example.net fails with 'hostname mismatch'; the "
-               "certificate's subject names another host")
+    causes = (Cause("tls-cert-wrong-name", "certificate for wrong name",
+                    "the mail server's TLS certificate does not name the mail host", "server"),)
+    description = "${roles.mail_server}'s certificate is for ${params.name}, not ${roles.mail_host}"
+    symptom = ("openssl s_client -starttls smtp -connect ${roles.mail_private}:25 "
+               "-verify_return_error -verify_hostname ${roles.mail_host} fails with 'hostname "
+               "mismatch'; the certificate's subject names ${params.name}")
 
     class Params(_Params):
-        name: str = "www.example.org"
+        name: str | None = None
 
         @field_validator("name")
         @classmethod
-        def _name(cls, v: str) -> str:
-            if not DOMAIN.match(v):
+        def _name(cls, v: str | None) -> str | None:
+            if v is not None and not DOMAIN.match(v):
                 raise ValueError(f"{v!r} is not a host name")
-            return v.lower()
+            return v.lower() if v else v
 
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("tls-cert-wrong-name", MX)
+    def drawn(self, rng, roles) -> dict:
+        names = [n for n in WRONG_NAMES if n != roles.mail_host]
+        return {"name": rng.choice(names)}
+
+    def validate(self, params, roles) -> None:
+        if params.name == roles.mail_host:
+            raise LabError(f"name must not be the mail host {roles.mail_host}")
 
     async def apply(self, lab, params) -> None:
         if cert_names(_server_tls(lab).certificate()) != [params.name]:
@@ -123,19 +161,18 @@ class CertWrongName(Fault):
             _put_back(lab)
 
 
-class TlsNotOffered(Fault):
+class TlsNotOffered(_TlsFault):
     name = "smtp-tls-not-offered"
-    family = "tls"
-    description = ("mx stopped offering STARTTLS (smtpd_tls_security_level none): senders "
-                   "that require TLS can no longer deliver")
-    symptom = ("EHLO to mx no longer lists STARTTLS (swaks --tls: 'STARTTLS not "
-               "advertised'); a sender requiring TLS (mx-ext in the tls-required scenario) "
-               "keeps its mail for example.net queued: 'TLS is required, but was not "
-               "offered by host mail.example.net[203.0.113.25]'")
+    causes = (Cause("smtp-tls-not-offered", "STARTTLS not offered",
+                    "the mail server no longer offers STARTTLS to senders that require it",
+                    "server"),)
+    description = ("${roles.mail_server} stopped offering STARTTLS (smtpd_tls_security_level "
+                   "none): senders that require TLS can no longer deliver")
+    symptom = ("EHLO to ${roles.mail_server} no longer lists STARTTLS (swaks --tls: 'STARTTLS "
+               "not advertised'); a sender requiring TLS keeps its mail for "
+               "${roles.mail_domain} queued: 'TLS is required, but was not offered by host "
+               "${roles.mail_host}[${roles.mail_public}]'")
     Params = NoParams
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("smtp-tls-not-offered", MX)
 
     async def apply(self, lab, params) -> None:
         mta = _mta(lab)
@@ -144,40 +181,9 @@ class TlsNotOffered(Fault):
 
     async def revert(self, lab, params) -> None:
         mta = _mta(lab)
-        base = baseline_service(lab, MX, "smtp").smtpd_tls_security_level
+        base = baseline_service(lab, _mail(lab), "smtp").smtpd_tls_security_level
         if mta.config.smtpd_tls_security_level != base:
             mta.reconfigure(mta.config.model_copy(update={"smtpd_tls_security_level": base}))
 
 
-class OutboundSenderRefused(Fault):
-    name = "proxy-outbound-sender-refused"
-    family = "tls"
-    description = ("the firewall's SMTP proxy relays outbound mail, but its allowed sender "
-                   "domains do not include example.net")
-    symptom = ("mail from the LAN to the internet bounces: mx's mail.log shows '554 5.7.1 "
-               "<...@example.net>: Sender address rejected: Access denied' from the remote "
-               "host; netguard -An shows X lines for mx's outbound sessions")
-
-    class Params(_Params):
-        senders: list[str] = ["example.org"]
-
-    def answer(self, params) -> AnswerKey:
-        return AnswerKey("proxy-outbound-sender-refused", FW)
-
-    async def apply(self, lab, params) -> None:
-        config = firewall_config(lab)
-        proxy = config.proxy.model_copy(update={"outbound": True,
-                                                "outbound_senders": params.senders})
-        await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
-
-    async def revert(self, lab, params) -> None:
-        config = firewall_config(lab)
-        if config.proxy.outbound_senders != params.senders:
-            return
-        base = baseline_firewall(lab).proxy
-        proxy = config.proxy.model_copy(update={"outbound": base.outbound,
-                                                "outbound_senders": base.outbound_senders})
-        await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
-
-
-FAULTS = [CertExpired(), CertWrongName(), TlsNotOffered(), OutboundSenderRefused()]
+FAULTS = [CertExpired(), CertWrongName(), TlsNotOffered()]

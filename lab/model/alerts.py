@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lab.model.mta import HOSTNAME_PATTERN
 
@@ -40,18 +40,28 @@ class AlertsConfig(BaseModel):
     """Who gets the firewall's alerts, from whom, through which server, how often retried.
 
     ``from`` is the YAML key of ``from_``. ``retry_interval`` is the wait, in seconds,
-    between attempts at an alert that could not be delivered.
+    between attempts at an alert that could not be delivered. ``helo`` defaults to the
+    domain of ``from``. The defaults name no topology: a topology states its own.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    to: str = Field(default="admin@example.net", description="recipient of every alert")
-    from_: str = Field(default="netguard@fw.example.net", alias="from",
+    to: str = Field(default="postmaster@localhost", description="recipient of every alert")
+    from_: str = Field(default="netguard@localhost", alias="from",
                        description="sender (envelope and From: header)")
-    mail_server: str = Field(default="mail.example.net",
+    mail_server: str = Field(default="localhost",
                              description="host NAME of the SMTP server, resolved (A) each attempt")
     retry_interval: float = Field(default=10, gt=0, le=86400)
-    helo: str = Field(default="fw.example.net", description="name sent in EHLO/HELO")
+    helo: str = Field(default="localhost", description="name sent in EHLO/HELO")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _helo_from_sender(cls, data: object) -> object:
+        if isinstance(data, dict) and "helo" not in data:
+            sender = data.get("from", data.get("from_"))
+            if isinstance(sender, str) and "@" in sender:
+                return {**data, "helo": sender.rpartition("@")[2]}
+        return data
 
     @field_validator("to", mode="before")
     @classmethod

@@ -61,7 +61,7 @@ def _as_networks(value: object) -> object:
         try:
             out.append(ip_network(item) if isinstance(item, str) else item)
         except ValueError:
-            raise ValueError(f"{item!r} is not a network (like 10.1.0.0/24) or an "
+            raise ValueError(f"{item!r} is not a network (like 10.9.0.0/16) or an "
                              "address") from None
     return out
 

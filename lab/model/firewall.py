@@ -15,6 +15,9 @@ RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
+# a rule's endpoint for the firewall itself (``from: fw``), whatever the node's name
+FIREWALL_ITSELF = "fw"
+
 Proto = Literal["tcp", "udp", "icmp", "any"]
 PROTOS = ("tcp", "udp", "icmp", "any")
 
@@ -149,7 +152,7 @@ class Proxy(_Strict):
     outbound: bool = False
     outbound_port: int = 2526
     outbound_senders: list[str] = []
-    hostname: str = "fw.example.net"
+    hostname: str = "localhost"  # the proxy's FQDN: a topology names it (banner, EHLO)
     tls_names: list[str] = []
 
     @field_validator("servers", mode="before")

@@ -2,7 +2,8 @@
 conditions on those facts to a cause from the cause list and a node.
 
 Plain data. Facts referenced by conditions are checked against what earlier steps can
-produce, cause ids against lab/scoring/causes.py and node names against the playbook's
+produce, cause ids against the menu the caller passes (``load_playbook(path, causes)``,
+so that the model does not depend on the fault catalog) and node names against the playbook's
 topology, so that a broken playbook fails with file, line and field before any lab starts.
 """
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lab.model.source import Loc, load_checked
-from lab.scoring.causes import CAUSE_IDS
+from lab.model.source import Loc, load_checked, raise_found
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 STEP_PATTERN = r"^[a-z][a-z0-9_-]*$"
@@ -148,7 +148,7 @@ class SmtpProbe(Strict):
     host: str
     port: int = Field(25, ge=1, le=65535)
     helo: str = "probe.example"
-    mail_from: str = "probe@example.com"
+    mail_from: str = "probe@probe.example"
     rcpt_to: str
     data: bool = False
 
@@ -231,9 +231,10 @@ class Playbook(Strict):
     steps: list[Step] = Field(min_length=1)
     conclusions: list[Conclusion] = Field(min_length=1)
 
-    def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
+    def problems(self, nodes: set[str] | None = None,
+                 causes: set[str] | frozenset[str] | None = None) -> list[tuple[Loc, str]]:
         """Checks across fields: unique step ids and fact names, conditions reading only
-        facts of earlier steps, known causes, and (given ``nodes``) known nodes."""
+        facts of earlier steps, and (given ``nodes`` / ``causes``) known nodes and causes."""
         found: list[tuple[Loc, str]] = []
         known: set[str] = set()
         hook_steps: set[str] = set()
@@ -256,12 +257,19 @@ class Playbook(Strict):
                 hook_steps.add(step.id)
         for i, c in enumerate(self.conclusions):
             loc = ("conclusions", i)
-            if c.cause not in CAUSE_IDS:
-                found.append(((*loc, "cause"), f"unknown cause '{c.cause}' (see `lab causes`)"))
             if nodes is not None and c.node not in nodes:
                 found.append(((*loc, "node"), _unknown_node(c.node, nodes)))
             found += _unknown_facts(c.when.facts((*loc, "when")), known, hook_steps)
+        if causes is not None:
+            found += check_causes(self, causes)
         return found
+
+
+def check_causes(playbook: Playbook, causes: set[str] | frozenset[str]
+                 ) -> list[tuple[Loc, str]]:
+    """Conclusions whose cause the menu does not know, each with its location."""
+    return [(("conclusions", i, "cause"), f"unknown cause '{c.cause}' (see `lab causes`)")
+            for i, c in enumerate(playbook.conclusions) if c.cause not in causes]
 
 
 def _unknown_node(node: str, nodes: set[str]) -> str:
@@ -297,6 +305,12 @@ class _Checked(Playbook):
         return super().problems(topology_nodes(self.topology))
 
 
-def load_playbook(path: Path) -> Playbook:
-    """A validated playbook, or a FileError listing every problem with line and field."""
-    return load_checked(path, _Checked)
+def load_playbook(path: Path, known_causes: set[str] | frozenset[str] | None = None
+                  ) -> Playbook:
+    """A validated playbook, or a FileError listing every problem with line and field;
+    with ``known_causes`` (the menu, lab.scoring.causes.CAUSE_IDS) the conclusions'
+    causes are checked too, once the file is otherwise valid."""
+    playbook = load_checked(path, _Checked)
+    if known_causes is not None:
+        raise_found(path, check_causes(playbook, known_causes))
+    return playbook

@@ -2,20 +2,27 @@
 
 Plain data. The variant and overrides are checked by ``load_topology`` when the engine
 builds the lab. Fault names are checked against the fault catalog by the caller
-(``load_scenario(path, known_faults)`` or ``check_fault_names``) so that this model does
-not depend on the catalog.
+(``load_scenario(path, known_faults, known_causes)``, ``check_fault_names``,
+``check_cause_names``) so that this model depends neither on the catalog nor on the menu of
+causes derived from it.
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lab.model.source import FileError, Loc, field_name, line_for, load_checked, read_yaml
-from lab.scoring.causes import CAUSE_IDS
+from lab.model.source import (
+    FileError,
+    Loc,
+    field_name,
+    line_for,
+    load_checked,
+    raise_found,
+    read_yaml,
+)
 from lab.scoring.rubric import Rubric
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
@@ -113,14 +120,19 @@ class Scenario(Strict):
         for k, ref in enumerate(self.red_herrings):
             yield ("red_herrings", k), ref
 
-    def problems(self, known_faults: set[str] | None = None) -> list[tuple[Loc, str]]:
-        """Checks across fields; with ``known_faults`` also the fault names."""
-        found = self._pool_problems() + self._duplicate_problems() + self._cause_problems()
+    def problems(self, known_faults: set[str] | None = None,
+                 known_causes: set[str] | frozenset[str] | None = None
+                 ) -> list[tuple[Loc, str]]:
+        """Checks across fields; with ``known_faults`` / ``known_causes`` also the fault
+        names and the cause ids of ``accept``."""
+        found = self._pool_problems() + self._duplicate_problems()
         for i, name in enumerate(self.expect_playbooks):
             if name in self.expect_playbooks[:i]:
                 found.append((("expect_playbooks", i), f"playbook '{name}' is listed twice"))
         if known_faults is not None:
             found += check_fault_names(self, known_faults)
+        if known_causes is not None:
+            found += check_cause_names(self, known_causes)
         return found
 
     def _pool_problems(self) -> list[tuple[Loc, str]]:
@@ -142,20 +154,23 @@ class Scenario(Strict):
             seen.setdefault(ref.key(), where)
         return found
 
-    def _cause_problems(self) -> list[tuple[Loc, str]]:
-        found: list[tuple[Loc, str]] = []
-        for kind in ("right", "partial"):
-            table: dict[str, list[str]] = getattr(self.accept, kind)
-            for cause, others in table.items():
-                loc: Loc = ("accept", kind, cause)
-                if cause not in CAUSE_IDS:
-                    found.append((loc, f"unknown cause '{cause}' (see `lab causes`)"))
-                for j, other in enumerate(others):
-                    if other not in CAUSE_IDS:
-                        found.append(((*loc, j), f"unknown cause '{other}' (see `lab causes`)"))
-                    elif other == cause:
-                        found.append(((*loc, j), f"'{other}' is the cause itself"))
-        return found
+
+def check_cause_names(scenario: Scenario, known: set[str] | frozenset[str]
+                      ) -> list[tuple[Loc, str]]:
+    """Cause ids in ``accept`` that the menu does not know, each with its location."""
+    found: list[tuple[Loc, str]] = []
+    for kind in ("right", "partial"):
+        table: dict[str, list[str]] = getattr(scenario.accept, kind)
+        for cause, others in table.items():
+            loc: Loc = ("accept", kind, cause)
+            if cause not in known:
+                found.append((loc, f"unknown cause '{cause}' (see `lab causes`)"))
+            for j, other in enumerate(others):
+                if other not in known:
+                    found.append(((*loc, j), f"unknown cause '{other}' (see `lab causes`)"))
+                elif other == cause:
+                    found.append(((*loc, j), f"'{other}' is the cause itself"))
+    return found
 
 
 def check_fault_names(scenario: Scenario, known: set[str]) -> list[tuple[Loc, str]]:
@@ -164,43 +179,31 @@ def check_fault_names(scenario: Scenario, known: set[str]) -> list[tuple[Loc, st
             for loc, ref in scenario.fault_refs() if ref.fault not in known]
 
 
-def draw_faults(scenario: Scenario, seed: int) -> list[FaultRef]:
-    """The faults to apply: every fixed fault plus ``pick`` from each pool, drawn with
-    ``random.Random(seed)`` so that the same seed always gives the same faults."""
-    rng = random.Random(seed)
-    out: list[FaultRef] = []
-    for item in scenario.faults:
-        if item.from_ is None:
-            out.append(item.as_ref())
-            continue
-        assert item.pick is not None
-        chosen = sorted(rng.sample(range(len(item.from_)), item.pick))
-        out += [item.from_[i] for i in chosen]
-    return out
-
-
-def load_scenario(path: Path, known_faults: set[str] | None = None) -> Scenario:
+def load_scenario(path: Path, known_faults: set[str] | None = None,
+                  known_causes: set[str] | frozenset[str] | None = None) -> Scenario:
     """A validated scenario, or a FileError listing every problem with line and field.
 
-    Fault names are checked (when ``known_faults`` is given) once the file is otherwise
-    valid, since they need a parsed model to be found.
+    Fault names and cause ids are checked (when ``known_faults`` / ``known_causes`` are
+    given) once the file is otherwise valid, since they need a parsed model to be found.
     """
     scenario = load_checked(path, Scenario)
+    found = []
     if known_faults is not None:
-        found = check_fault_names(scenario, known_faults)
-        if found:
-            _, lines = read_yaml(path)
-            rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
-            raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
+        found += check_fault_names(scenario, known_faults)
+    if known_causes is not None:
+        found += check_cause_names(scenario, known_causes)
+    raise_found(path, found)
     return scenario
 
 
-def load_scenarios(directory: Path, known_faults: set[str] | None = None) -> dict[str, Scenario]:
+def load_scenarios(directory: Path, known_faults: set[str] | None = None,
+                   known_causes: set[str] | frozenset[str] | None = None
+                   ) -> dict[str, Scenario]:
     """Every ``*.yaml`` scenario in a directory by name; names must be unique and match
     their file name so that ``lab start NAME`` finds the file."""
     out: dict[str, Scenario] = {}
     for path in sorted(directory.glob("*.yaml")):
-        scenario = load_scenario(path, known_faults)
+        scenario = load_scenario(path, known_faults, known_causes)
         if scenario.name != path.stem:
             _, lines = read_yaml(path)
             msg = f"'{scenario.name}' does not match the file name '{path.stem}'"

@@ -158,3 +158,12 @@ def deep_merge(base: Any, over: Any) -> Any:
             out[key] = deep_merge(base.get(key), value) if key in base else value
         return out
     return over
+
+
+def raise_found(path: Path, found: list[tuple[Loc, str]]) -> None:
+    """Raise a FileError for problems found on a loaded model (each with its field path),
+    the lines read back from the file; nothing if ``found`` is empty."""
+    if found:
+        _, lines = read_yaml(path)
+        rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
+        raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))

@@ -12,8 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lab.model.services import service_problems
 from lab.errors import LabError
+from lab.model.roles import RoleNames, role_problems
+from lab.model.services import service_problems
 from lab.model.source import Loc, deep_merge, load_checked
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
@@ -105,6 +106,8 @@ class Topology(Strict):
     # named sets of changes laid over the file (deep merge; lists are replaced whole),
     # e.g. the SMTP proxy's "Inbound To" mode with DNS pointing at the firewall
     variants: dict[str, Variant] = {}
+    # what cannot be derived from the services (lab/model/roles.py): node names per role
+    roles: RoleNames = RoleNames()
 
     def problems(self) -> list[tuple[Loc, str]]:
         """Checks across fields, each with the field it concerns."""
@@ -113,6 +116,7 @@ class Topology(Strict):
         seen: dict[IPv4Address, str] = {}
         for name, node in self.nodes.items():
             found += _node_problems(self, name, node, seen)
+        found += role_problems(self)
         return found
 
     def _name_problems(self) -> list[tuple[Loc, str]]:

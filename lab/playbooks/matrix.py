@@ -31,8 +31,10 @@ class Cancelled(LabError):
 
 
 def load_playbook_ref(ref: str) -> tuple[Path, Playbook]:
+    from lab.scoring.causes import CAUSE_IDS
+
     path = lifecycle.resolve_file(ref, PLAYBOOK_DIR, "playbook")
-    return path, load_playbook(path)
+    return path, load_playbook(path, CAUSE_IDS)
 
 
 @dataclass

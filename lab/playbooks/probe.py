@@ -96,7 +96,7 @@ def _reply(f) -> tuple[int, str]:
 
 
 def smtp(host: str, rcpt_to: str, port: int = 25, helo: str = "probe.example",
-         mail_from: str = "probe@example.com", data: bool = False,
+         mail_from: str = "probe@probe.example", data: bool = False,
          timeout: float = TIMEOUT) -> dict[str, Any]:
     out: dict[str, Any] = {"result": "", "stage": "connect"}
     try:

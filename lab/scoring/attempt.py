@@ -69,8 +69,8 @@ class Probe:
 
 @dataclass
 class RepairResult:
-    """An applied fault's own repair check at scoring time: is its symptom gone, and how
-    that was checked (filled by the engine from each fault's ``check_repaired``)."""
+    """One applied fault (red herrings too) checked at the end of the attempt: is its own
+    symptom gone (``repaired``), and how that was checked, in words."""
 
     fault: str
     cause: str

@@ -51,7 +51,7 @@ class LabState:
 
 
 def find_damage(healthy: LabState, faulted: LabState, now: LabState,
-                firewall: str = "fw") -> list[Damage]:
+                firewall: str) -> list[Damage]:
     """Every change from ``faulted`` to ``now`` that is damage, in a stable order."""
     return (ruleset_damage(healthy.ruleset, faulted.ruleset, now.ruleset, firewall)
             + service_damage(faulted.services, now.services))
@@ -63,7 +63,7 @@ def service_damage(faulted: dict[str, bool], now: dict[str, bool]) -> list[Damag
             for svc, running in sorted(faulted.items()) if running and not now.get(svc, False)]
 
 
-def ruleset_damage(healthy: str, faulted: str, now: str, firewall: str = "fw") -> list[Damage]:
+def ruleset_damage(healthy: str, faulted: str, now: str, firewall: str) -> list[Damage]:
     h, f, n = rs.parse(healthy), rs.parse(faulted), rs.parse(now)
     gone = [t for t in f if t not in n]
     if f and len(gone) == len(f):

@@ -19,6 +19,7 @@ HEALTH_TIMEOUT = 5.0
 class ServiceHost:
     def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int],
                  ca: LabCa | None = None) -> None:
+        self.topo = topo
         self.services: dict[str, list[Service]] = {}
         self.contexts: dict[str, NodeContext] = {}
         sizes = mail_size_limits(topo)
