@@ -8,16 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from lab.errors import LabError
-
 
 def add_parsers(sub, add_lab) -> None:
     p = sub.add_parser("start",
                        help="start an exercise: bring a lab up, break it, print the ticket")
     p.add_argument("scenario", help="a name from scenarios/ or a path")
     p.add_argument("--seed", type=int, default=None, help="draw faults with this seed")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="(instructors) apply this fault instead of drawing (repeatable)")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="(instructors) apply this fault, with these parameters, instead of "
+                        "drawing (repeatable)")
     p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
     add_lab(p)
     for name, text in (("ticket", "show the trouble ticket again"),
@@ -27,6 +26,11 @@ def add_parsers(sub, add_lab) -> None:
     sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
     sub.add_parser("faults", help="the fault catalog (instructors)")
     sub.add_parser("scenarios", help="the scenarios")
+    p = sub.add_parser("scenario", help="check scenario files without building anything")
+    ssub = p.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    v = ssub.add_parser("validate", help="check scenarios: faults and their parameters, the "
+                                         "topology, its variant and the overrides")
+    v.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="a name or a path")
     p = sub.add_parser("submit", help="submit a diagnosis: lab submit CAUSE --node NODE")
     p.add_argument("cause")
     p.add_argument("--node", required=True)
@@ -47,17 +51,16 @@ def _lab(args: argparse.Namespace) -> str:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
-    from lab.engine.attempt import load, start_attempt
-    from lab.faults import CATALOG
+    from lab.engine.attempt import check_forced, load, start_attempt
+    from lab.model.scenario_check import parse_forced
 
     lifecycle.require_root()
+    forced = [parse_forced(text) for text in args.fault]
+    check_forced(forced)
     path, scenario = load(args.scenario)
-    for name in args.fault:
-        if name not in CATALOG:
-            raise LabError(f"unknown fault '{name}'", hint="`lab faults` lists them")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     lab = args.lab or scenario.name
-    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=args.fault)
+    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced)
     print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
     print(render_ticket(ticket))
     return 0
@@ -114,6 +117,18 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from lab.engine.attempt import load
+
+    for ref in args.scenarios:
+        path, sc = load(ref)
+        faults = sum(1 for _ in sc.fault_refs())
+        print(f"{path}: ok (topology {sc.topology}"
+              + (f", variant {sc.variant}" if sc.variant else "")
+              + f", {faults} fault{'s' if faults != 1 else ''} named)")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from lab.engine import control
     from lab.scoring.causes import get_cause
@@ -145,5 +160,5 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
-            "faults": cmd_faults, "scenarios": cmd_scenarios, "submit": cmd_submit,
+            "faults": cmd_faults, "scenarios": cmd_scenarios, "scenario": cmd_scenario, "submit": cmd_submit,
             "score": cmd_score}

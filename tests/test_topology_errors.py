@@ -48,7 +48,7 @@ def test_every_error_names_file_line_and_field(lab_cli, case):
     assert count, lines[0]
     problems, hint = lines[1:-1], lines[-1]
     assert len(problems) == int(count.group(1)) >= 1
-    field = "YAML syntax" if case == "yaml_syntax" else r"[a-z][\w.\-\[\]]*"
+    field = "YAML" if case == "yaml_syntax" else r"[a-z][\w.\-\[\]]*"
     for line in problems:
         assert re.fullmatch(rf"  {path}:\d+: {field}: \S.*", line), line
     assert hint.startswith("hint: ")

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from lab.engine import control, lifecycle
 from lab.errors import LabError
-from lab.model.scenario import Scenario, load_scenario
+from lab.model.scenario import FaultRef, Scenario
+from lab.model.scenario_check import check_scenario, forced_problems
 
 TRAINEE = "playbook"
 
@@ -18,22 +21,40 @@ def scenario_path(ref: str) -> Path:
     return lifecycle.resolve_file(ref, lifecycle.SCENARIO_DIR, "scenario")
 
 
-def load(ref: str) -> tuple[Path, Scenario]:
+def params_models() -> dict[str, type[BaseModel]]:
+    """Each fault of the catalog by name, as the model of its parameters."""
     from lab.faults import CATALOG
 
+    return {name: fault.Params for name, fault in CATALOG.items()}
+
+
+def load(ref: str) -> tuple[Path, Scenario]:
+    """A scenario checked as a whole (faults, parameters, topology, variant, overrides)
+    without building anything: `lab scenario validate` and, before building, `lab start`."""
     path = scenario_path(ref)
-    return path, load_scenario(path, set(CATALOG))
+    scenario, _ = check_scenario(path, params_models(), lifecycle.resolve_topology)
+    return path, scenario
+
+
+def check_forced(refs: list[FaultRef]) -> None:
+    """Faults forced with `--fault NAME:k=v,...`, checked before anything is built."""
+    problems = forced_problems(refs, params_models())
+    if problems:
+        raise LabError("\n  ".join(problems), hint="`lab faults` lists every fault and its "
+                                                  "parameters")
 
 
 def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
-                  trainee: str = TRAINEE, faults: list[str] | None = None) -> dict[str, Any]:
+                  trainee: str = TRAINEE, faults: list[FaultRef] | None = None
+                  ) -> dict[str, Any]:
     """Up the lab and start the attempt (``faults`` forces faults instead of the seed's
     draw); returns the ticket. A failed start leaves no lab."""
     state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
                          overrides=scenario.overrides or None)
     try:
         return control.request(state.lab, "attempt_start", timeout=60,
-                               scenario=str(path.resolve()), seed=seed, faults=faults or [],
+                               scenario=str(path.resolve()), seed=seed,
+                               faults=[f.model_dump() for f in faults or []],
                                trainee=trainee)
     except BaseException:
         lifecycle.down(state.lab)

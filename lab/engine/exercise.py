@@ -31,10 +31,11 @@ class Exercise:
 
     @classmethod
     async def start(cls, lab: LabContext, lab_name: str, scenario_path: Path, seed: int,
-                    forced: list[str], trainee: str) -> Exercise:
+                    forced: list, trainee: str) -> Exercise:
         scenario = load_scenario(scenario_path, set(CATALOG))
-        if forced:
-            refs = [(name, {}) for name in forced]
+        if forced:  # names, or {"fault": NAME, "params": {...}} (`lab start --fault N:k=v`)
+            refs = [(f, {}) if isinstance(f, str) else (f["fault"], f.get("params") or {})
+                    for f in forced]
         else:
             refs = [(ref.fault, ref.params) for ref in draw_faults(scenario, seed)]
         healthy = _ruleset(lab)

@@ -25,7 +25,7 @@ from lab.engine.state import (
     state_root,
 )
 from lab.errors import LabError
-from lab.model.topology import Topology, load_topology
+from lab.model.topology import Topology, check_topology_file, load_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
@@ -68,7 +68,7 @@ def resolve_file(ref: str, directory: Path, what: str) -> Path:
     candidate = directory / f"{ref}.yaml"
     if not candidate.is_file():
         known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
-        raise LabError(f"unknown {what} '{ref}'", hint=f"known {what}s: {known}")
+        raise LabError(f"unknown {what} '{ref}'", hint=f"known: {known}")
     return candidate
 
 
@@ -281,4 +281,5 @@ def node_pid(lab: str, node: str) -> int:
 
 
 def load(ref: str) -> Topology:
-    return load_topology(resolve_topology(ref))
+    """A topology file checked with every one of its variants (`lab validate`)."""
+    return check_topology_file(resolve_topology(ref))

@@ -35,7 +35,7 @@ ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "arp", "hook")
 def _valid_regex(text: str) -> str:
     try:
         re.compile(text)
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:
         raise ValueError(f"not a regular expression: {e}") from None
     return text
 

@@ -80,7 +80,7 @@ def holds(cond: Condition, facts: Facts) -> bool:
             return re.search(interpolate(cond.matches, facts), str(value)) is not None
         if cond.in_ is not None:
             return any(_same(value, v) for v in interpolate(cond.in_, facts))
-    except MissingFact:
+    except (MissingFact, re.error, OverflowError):  # re: a fact made the regex invalid
         return False
     number = _number(value)
     if number is None:
