@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from lab.errors import Interrupted, LabError
+
 
 def add_parsers(sub, add_lab) -> None:
     p = sub.add_parser("start",
@@ -23,7 +25,8 @@ def add_parsers(sub, add_lab) -> None:
                        ("hint", "show the next hint (costs points)")):
         p = sub.add_parser(name, help=text)
         add_lab(p)
-    sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
+    p = sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
+    add_lab(p)  # the same menu in every lab; accepted like every lab command's
     sub.add_parser("faults", help="the fault catalog (instructors)")
     sub.add_parser("scenarios", help="the scenarios")
     p = sub.add_parser("scenario", help="check scenario files without building anything")
@@ -59,10 +62,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     check_forced(forced)
     path, scenario = load(args.scenario)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
-    lab = args.lab or scenario.name
+    lab = args.lab if args.lab is not None else scenario.name
     ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced)
-    print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
-    print(render_ticket(ticket))
+    try:
+        print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
+        print(render_ticket(ticket))
+    except KeyboardInterrupt:
+        raise Interrupted(f"lab '{lab}' is up and the attempt has started",
+                          hint="`lab ticket` shows the ticket") from None
     return 0
 
 
@@ -143,20 +150,54 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """Score the attempt. The output paths are checked first: scoring closes the attempt,
+    so a path that cannot be written must fail before, not lose the report after."""
     from lab.engine import control
     from lab.engine.state import results_root
 
-    results = Path(args.results) if args.results else results_root()
-    results.mkdir(parents=True, exist_ok=True)
-    r = control.request(_lab(args), "score", timeout=120, results=str(results.resolve()))
-    if args.html:
-        Path(args.html).write_text(r["html"])
+    lab = _lab(args)
+    results = writable_dir(Path(args.results) if args.results else results_root(), "--results")
+    html = writable_file(Path(args.html), "--html") if args.html else None
+    r = control.request(lab, "score", timeout=120, results=str(results))
     if args.json:
         print(json.dumps(r["json"], indent=1))
     else:
         print(r["text"])
         print(f"\nattempt record: {r['path']}", file=sys.stderr if args.json else sys.stdout)
+    if html is not None:
+        try:
+            html.write_text(r["html"])
+        except OSError as e:
+            raise LabError(f"the attempt is scored (record: {r['path']}) but --html {html} "
+                           f"could not be written: {e.strerror or e}") from None
     return 0
+
+
+def writable_dir(path: Path, option: str) -> Path:
+    """``path`` created if need be, as an absolute path; a LabError if it cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LabError(f"{option} {path}: cannot create it: {e.strerror or e}",
+                       hint="nothing was scored; the attempt is still open") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise LabError(f"{option} {path}: not a writable directory",
+                       hint="nothing was scored; the attempt is still open")
+    return path.resolve()
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """``path`` if a file can be written there (its folder exists and is writable)."""
+    parent = path.parent
+    problem = ("is a directory" if path.is_dir()
+               else f"no directory {parent}" if not parent.is_dir()
+               else f"{parent} is not writable" if not os.access(parent, os.W_OK | os.X_OK)
+               else "not writable" if path.exists() and not os.access(path, os.W_OK)
+               else "")
+    if problem:
+        raise LabError(f"{option} {path}: {problem}",
+                       hint="nothing was scored; the attempt is still open")
+    return path
 
 
 COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lab.engine import control, lifecycle
-from lab.errors import LabError
+from lab.engine import control, interrupts, lifecycle
+from lab.errors import Interrupted, LabError
 from lab.model.scenario import FaultRef, Scenario
 from lab.model.scenario_check import check_scenario, forced_problems
 
@@ -49,16 +49,36 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
                   ) -> dict[str, Any]:
     """Up the lab and start the attempt (``faults`` forces faults instead of the seed's
     draw); returns the ticket. A failed start leaves no lab."""
-    state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
-                         overrides=scenario.overrides or None)
+    try:
+        state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
+                             overrides=scenario.overrides or None)
+    except Interrupted as e:
+        if e.lab_is_up is None:
+            raise
+        _take_down(e.lab_is_up)  # up, but no attempt yet: Ctrl-C stops the whole start
+        raise Interrupted(f"lab '{lab}' was up but no attempt had started: it is taken "
+                          "down again") from None
     try:
         return control.request(state.lab, "attempt_start", timeout=60,
                                scenario=str(path.resolve()), seed=seed,
                                faults=[f.model_dump() for f in faults or []],
                                trainee=trainee)
+    except KeyboardInterrupt:
+        _take_down(state.lab)
+        raise Interrupted(f"the start of lab '{state.lab}' was stopped; the lab is taken "
+                          "down again") from None
     except BaseException:
-        lifecycle.down(state.lab)
+        _take_down(state.lab)
         raise
+
+
+def _take_down(lab: str) -> None:
+    """Down a lab whose start failed or was interrupted (a second Ctrl-C waits for it)."""
+    with interrupts.held():
+        try:
+            lifecycle.down(lab)
+        except LabError:
+            lifecycle.clean_one(lab, force=True)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ def lab_dir(lab: str) -> Path:
 def check_lab_name(lab: str) -> str:
     if not isinstance(lab, str) or not LAB_NAME.fullmatch(lab):
         raise LabError(
-            f"invalid lab name '{lab}'",
+            f"invalid lab name {lab!r}",
             hint="use lowercase letters, digits and '-', at most 32 characters",
         )
     return lab

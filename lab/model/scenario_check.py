@@ -111,7 +111,7 @@ def forced_problems(refs: list[FaultRef], models: ParamsModels) -> list[str]:
     out = []
     for ref in refs:
         if ref.fault not in models:
-            out.append(f"--fault {ref.fault}: unknown fault (see `lab faults`)")
+            out.append(f"--fault: unknown fault '{ref.fault}' (see `lab faults`)")
             continue
         for loc, msg in params_problems(ref, models):
             out.append(f"--fault {ref.fault}: {field_name(loc[1:]) or 'params'}: {msg}")
