@@ -59,8 +59,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     lifecycle.require_root()
     forced = [parse_forced(text) for text in args.fault]
-    check_forced(forced)
     path, scenario = load(args.scenario)
+    check_forced(forced, scenario)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     lab = args.lab if args.lab is not None else scenario.name
     ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced)

@@ -36,9 +36,11 @@ def load(ref: str) -> tuple[Path, Scenario]:
     return path, scenario
 
 
-def check_forced(refs: list[FaultRef]) -> None:
+def check_forced(refs: list[FaultRef], scenario: Scenario) -> None:
     """Faults forced with `--fault NAME:k=v,...`, checked before anything is built."""
-    problems = forced_problems(refs, params_models())
+    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
+                                   scenario.variant, scenario.overrides)
+    problems = forced_problems(refs, params_models(), topo)
     if problems:
         raise LabError("\n  ".join(problems), hint="`lab faults` lists every fault and its "
                                                   "parameters")

@@ -5,8 +5,8 @@ import contextlib
 import errno
 import os
 import select
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile

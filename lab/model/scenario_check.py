@@ -106,14 +106,17 @@ def _in_scenario(path: Path, topo_file: Path, problem: Problem) -> Problem:
     return line, field, message
 
 
-def forced_problems(refs: list[FaultRef], models: ParamsModels) -> list[str]:
+def forced_problems(refs: list[FaultRef], models: ParamsModels,
+                    topo: Topology | None = None) -> list[str]:
     """What is wrong with faults forced on the command line (`--fault NAME:k=v,...`)."""
     out = []
     for ref in refs:
         if ref.fault not in models:
             out.append(f"--fault: unknown fault '{ref.fault}' (see `lab faults`)")
             continue
-        for loc, msg in params_problems(ref, models):
+        found = params_problems(ref, models)
+        found += node_problems(ref, topo) if topo is not None else []
+        for loc, msg in found:
             out.append(f"--fault {ref.fault}: {field_name(loc[1:]) or 'params'}: {msg}")
     return out
 
