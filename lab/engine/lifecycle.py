@@ -245,6 +245,7 @@ def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
     if message.startswith("ready"):
         return
+    died = None if ctrl_c.hit else _exit_status(proc)
     proc.kill()
     proc.wait()
     log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
@@ -255,16 +256,26 @@ def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     if message.startswith("error: "):
         raise LabError(message[len("error: "):].strip())
     last = (log_tail.strip().splitlines() or [""])[-1]
-    raise LabError(f"lab '{lab}' did not come up: " + (last or _death(proc.returncode)),
+    raise LabError(f"lab '{lab}' did not come up: {_death(died, last)}",
                    hint="everything it had started is removed")
 
 
-def _death(returncode: int) -> str:
-    """Why a supervisor that wrote nothing is gone."""
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        return f"its supervisor was killed by {name} during the build"
-    return f"its supervisor exited with status {returncode} without a word"
+def _exit_status(proc: subprocess.Popen) -> int | None:
+    """How the supervisor ended on its own (the ready pipe closed), None if it still runs."""
+    try:
+        return proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _death(status: int | None, last: str) -> str:
+    """Why the supervisor did not say it is ready (``last``: its log's last line)."""
+    if status is None:
+        return f"not ready after {UP_TIMEOUT:.0f} s" + (f" (its log ends: {last})" if last else "")
+    if status < 0:
+        said = f" (its log ends: {last})" if last else ""
+        return f"its supervisor was killed by {signal.Signals(-status).name}{said}"
+    return last or f"its supervisor ended without a word (exit status {status})"
 
 
 def _read_until_eof(fd: int, timeout: float, ctrl_c: interrupts.Held) -> str:
