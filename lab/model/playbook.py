@@ -20,16 +20,24 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 STEP_PATTERN = r"^[a-z][a-z0-9_-]*$"
 FACT_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)?$"
 
-# what each built-in probe reports, as `<step id>.<field>` (see lab/playbooks/probe.py)
+# what each built-in probe reports, as `<step id>.<field>` (see lab/playbooks/probe.py);
+# every probe also sets `error` when it could not run at all (hooks.parse_probe)
 PROBE_FIELDS: dict[str, tuple[str, ...]] = {
     "dns": ("status", "rcode", "aa", "answers", "count", "ttl", "ns", "glue", "error"),
     "tcp": ("result", "error"),
     "smtp": ("result", "stage", "banner", "helo", "mail", "rcpt", "data", "body", "last",
-             "reply"),
-    "ping": ("sent", "received", "loss"),
-    "arp": ("result", "mac", "interface"),
+             "reply", "error"),
+    "ping": ("sent", "received", "loss", "error"),
+    "arp": ("result", "mac", "interface", "error"),
 }
 ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "arp", "hook")
+# facts every step sets: its exit code; `output` (the text) for run and hook steps only
+STEP_FACTS = ("rc",)
+TEXT_FACTS = ("output",)
+# facts a step with `until` sets: whether the condition held, after how long, how many runs
+UNTIL_FACTS = ("held", "waited", "tries")
+UNTIL_EVERY = 1.0  # seconds between two runs of a step with `until`
+UNTIL_WITHIN = 30.0  # seconds after which it gives up (`<id>.held` false)
 
 
 def _valid_regex(text: str) -> str:
@@ -181,6 +189,10 @@ class Step(Strict):
     hook: str | None = None
     args: dict[str, Any] = {}
     facts: dict[str, FactSpec] = {}
+    # run the action again every `every` s until `until` holds, `within` s at most
+    until: Condition | None = None
+    every: float | None = Field(None, ge=0.1, le=60, description=f"default {UNTIL_EVERY}")
+    within: float | None = Field(None, gt=0, le=600, description=f"default {UNTIL_WITHIN}")
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
@@ -193,6 +205,8 @@ class Step(Strict):
             raise ValueError("'args' is only for a 'hook' step")
         if self.stdin is not None and self.run is None:
             raise ValueError("'stdin' is only for a 'run' step")
+        if self.until is None and (self.every is not None or self.within is not None):
+            raise ValueError("'every' and 'within' are only for a step with 'until'")
         return self
 
     def references(self, loc: Loc) -> list[tuple[Loc, str]]:
@@ -211,9 +225,10 @@ class Step(Strict):
 
     def produces(self) -> set[str]:
         """Fact names this step can set (hook fields are open: ``<id>.*``)."""
-        out = {f"{self.id}.rc", f"{self.id}.output"} | set(self.facts)
-        out |= {f"{self.id}.{f}" for f in PROBE_FIELDS.get(self.action, ())}
-        return out
+        fields = STEP_FACTS + PROBE_FIELDS.get(self.action, ())
+        fields += TEXT_FACTS if self.action in ("run", "hook") else ()
+        fields += UNTIL_FACTS if self.until is not None else ()
+        return {f"{self.id}.{f}" for f in fields} | set(self.facts)
 
 
 class Conclusion(Strict):
@@ -244,6 +259,9 @@ class Playbook(Strict):
             for name in step.facts:
                 if name in known:
                     found.append(((*loc, "facts", name), f"fact '{name}' is set twice"))
+                if not re.fullmatch(FACT_PATTERN, name):
+                    found.append(((*loc, "facts", name), f"fact name {name!r} does not match "
+                                  f"{FACT_PATTERN}, so no condition could read it"))
             if nodes is not None and step.node not in nodes:
                 found.append(((*loc, "node"), _unknown_node(step.node, nodes)))
             for key in ("when", "skip_when"):
@@ -251,9 +269,12 @@ class Playbook(Strict):
                 if cond is not None:
                     found += _unknown_facts(cond.facts((*loc, key)), known, hook_steps)
             found += _unknown_facts(step.references(loc), known, hook_steps)
-            known |= step.produces()
             if step.hook is not None:
                 hook_steps.add(step.id)
+            if step.until is not None:  # reads this step's own facts too
+                found += _unknown_facts(step.until.facts((*loc, "until")),
+                                        known | step.produces(), hook_steps)
+            known |= step.produces()
         for i, c in enumerate(self.conclusions):
             loc = ("conclusions", i)
             if c.cause not in CAUSE_IDS:
@@ -261,7 +282,15 @@ class Playbook(Strict):
             if nodes is not None and c.node not in nodes:
                 found.append(((*loc, "node"), _unknown_node(c.node, nodes)))
             found += _unknown_facts(c.when.facts((*loc, "when")), known, hook_steps)
+            found += _unknown_facts([((*loc, "because"), r) for r in references(c.because)],
+                                    known, hook_steps)
         return found
+
+
+def references(text: Any) -> list[str]:
+    from lab.playbooks.conditions import references as refs
+
+    return refs(text)
 
 
 def _unknown_node(node: str, nodes: set[str]) -> str:

@@ -34,6 +34,12 @@ def interpolate(value: Any, facts: Facts) -> Any:
     return value
 
 
+def expand(text: str, facts: Facts) -> str:
+    """``text`` with each ``${fact}`` filled in; one that no step set stays as written."""
+    return REF.sub(lambda m: str(facts[m.group(1)]) if m.group(1) in facts else m.group(0),
+                   text)
+
+
 def references(value: Any) -> list[str]:
     """The fact names a value refers to with ``${fact}``."""
     if isinstance(value, str):
