@@ -94,6 +94,42 @@ def test_hostile_yaml_is_refused_with_its_line(tmp_path, case):
     assert seconds < SECONDS and peak < MEGABYTES, (seconds, peak)
 
 
+def big_playbook(steps: int = 5500) -> str:
+    return ("name: big\nsteps:\n" + "".join(f"  - {{id: s{i}, node: mx, run: [x]}}\n"
+                                             for i in range(steps))
+            + "conclusions:\n  - {when: {fact: s1.rc, equals: 0}, cause: dns-mx-missing, "
+              "node: mx}\n")
+
+
+def big_scenario(herrings: int = 5000) -> str:
+    return SCENARIO.replace("ticket:", "red_herrings:\n" + "".join(
+        f"  - {{fault: link-down, params: {{node: mx, interface: eth{i}}}}}\n"
+        for i in range(herrings)) + "ticket:", 1)
+
+
+def big_topology(hosts: int = 4000) -> str:
+    return MAIL_DMZ.replace("nodes:\n", "nodes:\n" + "".join(
+        f"  h{i}: {{interfaces: [{{segment: lan, address: 10.1.{i // 250}.{i % 250 + 1}/16}}]}}\n"
+        for i in range(hosts)), 1)
+
+
+@pytest.mark.parametrize("make, load", [
+    (big_playbook, load_playbook),
+    (big_scenario, lambda p: __import__("lab.engine.attempt", fromlist=["load"]).load(str(p))),
+    (big_topology, lambda p: __import__("lab.engine.lifecycle", fromlist=["load"]).load(str(p))),
+], ids=["playbook", "scenario", "topology"])
+def test_the_largest_files_the_limits_let_through_are_quick(tmp_path, make, load):
+    """Files just under the value limit reach validation and its cross-field checks (which
+    were quadratic for playbook steps): still within the bound, success or errors."""
+    path = write(tmp_path, make(), "hd-big.yaml")
+    started = time.process_time()
+    try:
+        load(path)
+    except FileError as e:
+        assert all(p[0] for p in e.problems)
+    assert time.process_time() - started < SECONDS
+
+
 @pytest.mark.parametrize("kind", ["validate", "scenario validate", "playbook validate"])
 @pytest.mark.parametrize("case", ["deep-flow", "recursive-alias", "alias-bomb",
                                   "control-character", "byte-0xff", "huge-integer"])
@@ -175,8 +211,8 @@ def test_playbook_regex_that_does_not_compile(tmp_path, regex):
 
 
 @pytest.mark.parametrize("old, new, field", [
-    ("\n  fw:\n", '\n  "fw\\n":\n', "nodes.fw\n"),
-    ("\n  lan:\n", '\n  "lan\\n":\n', "segments.lan\n"),
+    ("\n  fw:\n", '\n  "fw\\n":\n', "nodes.'fw\\n'"),
+    ("\n  lan:\n", '\n  "lan\\n":\n', "segments.'lan\\n'"),
 ])
 def test_topology_names_with_a_trailing_newline(tmp_path, old, new, field):
     """Issue: node "fw\\n" built, then `lab exec fw` said unknown node."""

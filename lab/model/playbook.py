@@ -252,10 +252,12 @@ class Playbook(Strict):
         found: list[tuple[Loc, str]] = []
         known: set[str] = set()
         hook_steps: set[str] = set()
+        ids: set[str] = set()
         for i, step in enumerate(self.steps):
             loc: Loc = ("steps", i)
-            if any(s.id == step.id for s in self.steps[:i]):
+            if step.id in ids:
                 found.append(((*loc, "id"), f"step id '{step.id}' is used twice"))
+            ids.add(step.id)
             for name in step.facts:
                 if name in known:
                     found.append(((*loc, "facts", name), f"fact '{name}' is set twice"))

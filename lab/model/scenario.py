@@ -113,9 +113,11 @@ class Scenario(Strict):
     def problems(self, known_faults: set[str] | None = None) -> list[tuple[Loc, str]]:
         """Checks across fields; with ``known_faults`` also the fault names."""
         found = self._pool_problems() + self._duplicate_problems() + self._cause_problems()
+        seen: set[str] = set()
         for i, name in enumerate(self.expect_playbooks):
-            if name in self.expect_playbooks[:i]:
+            if name in seen:
                 found.append((("expect_playbooks", i), f"playbook '{name}' is listed twice"))
+            seen.add(name)
         if known_faults is not None:
             found += check_fault_names(self, known_faults)
         return found

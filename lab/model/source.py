@@ -133,12 +133,17 @@ def line_for(lines: Lines, loc: Loc) -> Line:
 
 
 def field_name(loc: Loc) -> str:
+    """``nodes.fw.interfaces[0]``; a key that is empty or holds blanks or control
+    characters is quoted (``nodes.'fw\\n'``), so that it can be seen."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+            continue
+        text = str(part)
+        if not text or any(c.isspace() or not c.isprintable() for c in text):
+            text = repr(text)
+        out += ("." if out else "") + text
     return out
 
 
