@@ -14,14 +14,14 @@ from lab.faults._support import (
     FW,
     MAIL_DOMAIN,
     MX,
-    NS_EXT,
     IPv4,
-    age_caches,
     baseline_firewall,
     baseline_records,
     firewall_config,
     restore_item,
     set_firewall,
+    NS_EXT,
+    age_caches,
 )
 from lab.faults.base import AnswerKey, Fault, LabContext, NoParams
 from lab.faults.dns import DELEGATION_TTL, set_mail_address
