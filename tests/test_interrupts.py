@@ -1,7 +1,8 @@
-"""Ctrl-C and other interruptions: `lab up` either stops the build and removes everything
-(saying so) or says the lab is up; `lab ls` never calls a lab being built dead; a killed
-supervisor is named; an orderly down is not taken for a dead lab; `lab score` checks its
-paths before it closes the attempt."""
+"""The CLI tells the truth. Ctrl-C and other interruptions: `lab up` either stops the build
+and removes everything (saying so) or says the lab is up; `lab ls` never calls a lab being
+built dead; a killed supervisor is named; an orderly down is not taken for a dead lab;
+`lab score` checks its paths before it closes the attempt; `lab fault` checks parameters
+before asking the lab."""
 from __future__ import annotations
 
 import json
@@ -178,3 +179,15 @@ def test_score_after_refused_paths_writes_the_report(scored_lab, lab_cli, tmp_pa
     assert p.returncode == 0, p.stderr
     assert "<html" in html.read_text().lower()
     assert len(list(results.glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("param, words", [
+    ("percent=400", "fault link-packet-loss: percent: Input should be less than or equal to 100"),
+    ("colour=red", "fault link-packet-loss: colour: Extra inputs are not permitted"),
+])
+def test_fault_apply_checks_parameters_without_pydantic_text(scored_lab, lab_cli, param, words):
+    """Issue 12: a bad fault parameter came back as "internal error: 1 validation error for
+    Params ... https://errors.pydantic.dev/..."."""
+    p = lab_cli("fault", "apply", "link-packet-loss", "--param", param, "--lab", scored_lab)
+    assert p.returncode == 1 and p.stderr.startswith(f"lab: error: {words}"), p.stderr
+    assert "pydantic" not in p.stderr and "internal error" not in p.stderr

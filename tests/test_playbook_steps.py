@@ -75,7 +75,7 @@ def test_a_fact_name_no_condition_could_read_is_refused(tmp_path):
                         "{regex: '(x)'}\n", 1)
     with pytest.raises(FileError) as err:
         load_playbook(write(tmp_path, text))
-    assert [p[1] for p in err.value.problems] == ["steps[0].facts.Bad Name"]
+    assert [p[1] for p in err.value.problems] == ["steps[0].facts.'Bad Name'"]
 
 
 def test_because_expands_facts_and_keeps_missing_ones():
@@ -156,3 +156,11 @@ def test_playbook_run_with_a_fault_made_on_the_fly(lab_cli, tmp_path, state_root
 def test_playbook_run_checks_faults_and_prefix_first(lab_cli, args, words):
     p = lab_cli("playbook", "run", "inbound", *args)
     assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_an_unknown_topology_is_named(tmp_path):
+    text = WAIT.replace("name: hd-wait\n", "name: hd-wait\ntopology: no-such-net\n")
+    with pytest.raises(FileError) as err:
+        load_playbook(write(tmp_path, text))
+    assert err.value.problems == [(2, "topology", "unknown topology 'no-such-net' (no "
+                                                  "topologies/no-such-net.yaml)")]

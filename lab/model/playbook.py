@@ -325,7 +325,12 @@ class _Checked(Playbook):
     """The playbook with node names checked against its topology (for load_checked)."""
 
     def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
-        return super().problems(topology_nodes(self.topology))
+        known = topology_nodes(self.topology)
+        found = super().problems(known)
+        if known is None:
+            found.append((("topology",), f"unknown topology '{self.topology}' (no "
+                                         f"topologies/{self.topology}.yaml)"))
+        return found
 
 
 def load_playbook(path: Path) -> Playbook:
