@@ -201,5 +201,5 @@ def writable_file(path: Path, option: str) -> Path:
 
 
 COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
-            "faults": cmd_faults, "scenarios": cmd_scenarios, "scenario": cmd_scenario, "submit": cmd_submit,
-            "score": cmd_score}
+            "faults": cmd_faults, "scenarios": cmd_scenarios, "scenario": cmd_scenario,
+            "submit": cmd_submit, "score": cmd_score}

@@ -137,7 +137,7 @@ def test_every_command_reports_hostile_files_without_traceback(lab_cli, tmp_path
     path = write(tmp_path, HOSTILE[case][0])
     p = lab_cli(*kind.split(), str(path))
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
-    assert re.search(rf"^  {re.escape(str(path))}:\d+: ", p.stderr, re.M), p.stderr
+    assert re.search(rf"^  {re.escape(str(path))}:\d+: ", p.stderr, re.MULTILINE), p.stderr
 
 
 def test_a_process_reading_an_alias_bomb_stays_small(lab_cli, tmp_path):

@@ -120,7 +120,7 @@ def test_a_step_waits_until_its_condition_holds(wait_lab, tmp_path):
     started = time.monotonic()
     result = investigate(wait_lab, load_playbook(write(tmp_path, WAIT)))
     took = time.monotonic() - started
-    flag, never = result.steps
+    flag, _ = result.steps
     assert (result.facts["flag.held"], result.facts["flag.tries"]) == (True, 2)
     assert flag.stdout.strip() == "ready"
     assert result.facts["never.held"] is False and result.facts["never.tries"] >= 2

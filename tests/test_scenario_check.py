@@ -120,7 +120,7 @@ def test_a_broken_topology_is_named_with_its_own_file(tmp_path, monkeypatch):
     monkeypatch.setattr("lab.engine.lifecycle.TOPOLOGY_DIR", tmp_path)
     with pytest.raises(FileError) as err:
         check(write(tmp_path, SCENARIO.replace("topology: mail-dmz", "topology: hd-net")))
-    (line, field, message), = err.value.problems
+    (line, field, _), = err.value.problems
     assert isinstance(line, Pos) and line.path == topo and field.endswith(".address")
     assert f"  {topo}:{line.line}: {field}: " in str(err.value)
 
@@ -204,7 +204,7 @@ def test_scenario_validate_reports_file_line_field(lab_cli, tmp_path):
                  .replace("mode: inbound-to", "mode: x"))
     p = lab_cli("scenario", "validate", str(path))
     assert p.returncode == 1 and "Traceback" not in p.stderr and "errors.pydantic" not in p.stderr
-    assert re.findall(rf"^  {re.escape(str(path))}:(\d+): (\S+): ", p.stderr, re.M) == [
+    assert re.findall(rf"^  {re.escape(str(path))}:(\d+): (\S+): ", p.stderr, re.MULTILINE) == [
         ("11", "overrides.nodes.fw.services.firewall.proxy.mode"),
         ("13", "faults[0].params.dns_points_at")]
 
