@@ -312,7 +312,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
     topo = lifecycle.load(args.topology)
-    print(f"{args.topology}: ok ({len(topo.nodes)} nodes, {len(topo.segments)} segments)")
+    variants = f", {len(topo.variants)} variants checked" if topo.variants else ""
+    print(f"{args.topology}: ok ({len(topo.nodes)} nodes, {len(topo.segments)} segments"
+          f"{variants})")
     return 0
 
 

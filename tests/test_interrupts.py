@@ -191,3 +191,22 @@ def test_fault_apply_checks_parameters_without_pydantic_text(scored_lab, lab_cli
     p = lab_cli("fault", "apply", "link-packet-loss", "--param", param, "--lab", scored_lab)
     assert p.returncode == 1 and p.stderr.startswith(f"lab: error: {words}"), p.stderr
     assert "pydantic" not in p.stderr and "internal error" not in p.stderr
+
+
+def test_clean_removes_claims_of_a_gone_lab_up_only(lab_cli, state_root):
+    """A `lab up` killed (kill -9) while preparing its directory leaves a hidden claim;
+    `lab clean` removes it unless its `lab up` is still alive."""
+    dead_pid = subprocess.Popen(["true"])  # a process that has exited
+    dead_pid.wait()
+    me = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    claims = {"dead": (state_root / ".claim-hd-dead-x", f"{dead_pid.pid} 1\n"),
+              "alive": (state_root / ".claim-hd-alive-x", f"{os.getpid()} {me}\n")}
+    try:
+        for path, marker in claims.values():
+            path.mkdir(parents=True)
+            (path / lifecycle.STARTING).write_text(marker)
+        assert lab_cli("clean").returncode == 0
+        assert not claims["dead"][0].exists() and claims["alive"][0].exists()
+    finally:
+        for path, _ in claims.values():
+            subprocess.run(["rm", "-rf", str(path)], check=True)
