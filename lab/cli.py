@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0
     except Interrupted as e:
         print(f"lab: interrupted: {e.message}", file=sys.stderr)

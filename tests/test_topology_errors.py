@@ -73,7 +73,7 @@ def test_cross_field_mistakes_shown_beside_schema_errors(lab_cli):
 def test_reference_topology_validates(lab_cli):
     p = lab_cli("validate", "topologies/mail-dmz.yaml")
     assert (p.returncode, p.stderr) == (0, "")
-    assert re.fullmatch(r"topologies/mail-dmz\.yaml: ok \(10 nodes, 2 segments\)\n", p.stdout)
+    assert re.fullmatch(r"topologies/mail-dmz\.yaml: ok \(10 nodes, 2 segments, 2 variants checked\)\n", p.stdout)
 
 
 @pytest.mark.root
