@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lab.model.source import FileError, Loc, field_name, line_for, load_checked, read_yaml
+from lab.model.source import (
+    FileError,
+    Loc,
+    field_name,
+    line_for,
+    read_yaml,
+    row,
+    sort_problems,
+    validate,
+)
 from lab.scoring.causes import CAUSE_IDS
 from lab.scoring.rubric import Rubric
 
@@ -182,15 +191,15 @@ def load_scenario(path: Path, known_faults: set[str] | None = None) -> Scenario:
     """A validated scenario, or a FileError listing every problem with line and field.
 
     Fault names are checked (when ``known_faults`` is given) once the file is otherwise
-    valid, since they need a parsed model to be found.
+    valid, since they need a parsed model to be found. The whole check, parameters and
+    topology included, is ``lab.model.scenario_check.check_scenario``.
     """
-    scenario = load_checked(path, Scenario)
+    data, lines = read_yaml(path)
+    scenario = validate(path, Scenario, data, lines)
     if known_faults is not None:
         found = check_fault_names(scenario, known_faults)
         if found:
-            _, lines = read_yaml(path)
-            rows = [(line_for(lines, loc), field_name(loc), msg) for loc, msg in found]
-            raise FileError(path, sorted(rows, key=lambda p: (p[0] or 0, p[1])))
+            raise FileError(path, sort_problems(row(lines, loc, msg) for loc, msg in found))
     return scenario
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.resolver import Resolver
 
 try:  # libyaml's parser (Debian's python3-yaml and PyPI's wheels both carry it)
@@ -207,17 +207,3 @@ def construct(loader: BoundedLoader, node: Node | None) -> tuple[Any, list[Found
         loader.dispose()
     return data, loader.found
 
-
-__all__ = [
-    "MAX_BYTES",
-    "Bad",
-    "BoundedLoader",
-    "Found",
-    "MappingNode",
-    "Refused",
-    "ScalarNode",
-    "SequenceNode",
-    "compose",
-    "construct",
-    "decode",
-]
