@@ -10,12 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from lab import exercise_cli
-from lab.errors import LabError
+from lab.errors import Interrupted, LabError
 from lab.playbooks import cli as playbook_cli
 
 
-def _add_lab(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lab", metavar="NAME", help="the lab instance (default: the only one running)")
+def lab_name(text: str) -> str:
+    """--lab NAME: a valid lab name (an empty one is an error, not "not given")."""
+    from lab.engine.state import check_lab_name
+
+    try:
+        return check_lab_name(text)
+    except LabError as e:
+        raise argparse.ArgumentTypeError(f"{e.message} ({e.hint})") from None
+
+
+def _add_lab(p: argparse.ArgumentParser, help: str = "the lab instance (default: the only "
+             "one running)") -> None:
+    p.add_argument("--lab", metavar="NAME", type=lab_name, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     _add_lab(p)
     p = sub.add_parser("clean", help="remove everything left by labs whose supervisor died")
-    p.add_argument("--lab", metavar="NAME", help="only this lab")
+    _add_lab(p, help="only this lab")
     exercise_cli.add_parsers(sub, _add_lab)
     playbook_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
@@ -69,15 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0
+    except Interrupted as e:
+        print(f"lab: interrupted: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 130
     except LabError as e:
         print(f"lab: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
         return 130
 
 
@@ -86,9 +103,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     state = lifecycle.up(args.topology, args.lab, variant=args.variant)
-    hosts = sum(1 for r in state.nodes.values() if r.kind == "host")
-    print(f"lab {state.lab} is up: topology {state.topology}, {hosts} nodes "
-          f"({time.monotonic() - started:.2f} s)")
+    try:
+        hosts = sum(1 for r in state.nodes.values() if r.kind == "host")
+        print(f"lab {state.lab} is up: topology {state.topology}, {hosts} nodes "
+              f"({time.monotonic() - started:.2f} s)")
+    except KeyboardInterrupt:
+        raise Interrupted(f"lab '{state.lab}' is up",
+                          hint=f"`lab down --lab {state.lab}` takes it down") from None
     return 0
 
 
@@ -109,17 +130,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     lifecycle.require_root()
     rows = []
     for lab in lab_names():
+        now = lifecycle.phase(lab)  # before the state: a lab being built is never "dead"
         try:
             state = LabState.load(lab)
-            alive = state.supervisor.alive()
-            rows.append({"lab": lab, "topology": state.topology, "running": alive,
-                         "state": "running" if alive else "dead",
-                         "created": state.created, "supervisor": state.supervisor.pid})
         except LabError:
-            starting = lifecycle.is_starting(lab)
-            rows.append({"lab": lab, "topology": "?", "running": False,
-                         "state": "starting" if starting else "dead", "created": None,
-                         "supervisor": None})
+            state = None
+        rows.append({"lab": lab, "topology": state.topology if state else "?",
+                     "running": now == "running", "state": now,
+                     "created": state.created if state else None,
+                     "supervisor": state.supervisor.pid if state else None})
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -269,10 +288,17 @@ def _params(pairs: list[str]) -> dict[str, str]:
 def cmd_fault(args: argparse.Namespace) -> int:
     from lab.engine import control, lifecycle
 
+    from lab.engine.attempt import params_models
+    from lab.model.scenario_check import FaultRef, forced_problems
+
     lifecycle.require_root()
     lab = lifecycle.pick_lab(args.lab)
-    result = control.request(lab, "fault", action=args.action, name=args.name,
-                             params=_params(args.param))
+    params = _params(args.param)
+    problems = forced_problems([FaultRef(fault=args.name, params=params)], params_models())
+    if problems:  # checked here: the supervisor would answer with pydantic's own text
+        raise LabError("\n  ".join(p.replace("--fault", "fault", 1) for p in problems),
+                       hint="`lab faults` lists every fault and its parameters")
+    result = control.request(lab, "fault", action=args.action, name=args.name, params=params)
     print(json.dumps(result, indent=1))
     return 0
 
@@ -292,7 +318,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
     topo = lifecycle.load(args.topology)
-    print(f"{args.topology}: ok ({len(topo.nodes)} nodes, {len(topo.segments)} segments)")
+    variants = f", {len(topo.variants)} variants checked" if topo.variants else ""
+    print(f"{args.topology}: ok ({len(topo.nodes)} nodes, {len(topo.segments)} segments"
+          f"{variants})")
     return 0
 
 

@@ -11,3 +11,12 @@ class LabError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Interrupted(LabError):
+    """Ctrl-C, once what it interrupted was stopped and removed, or had already finished:
+    the message says which (the CLI exits 130)."""
+
+    def __init__(self, message: str, hint: str = "", lab_is_up: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.lab_is_up = lab_is_up  # the lab's name when it is up and was left running

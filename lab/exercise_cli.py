@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lab.errors import LabError
+from lab.errors import Interrupted, LabError
 
 
 def add_parsers(sub, add_lab) -> None:
@@ -16,17 +16,24 @@ def add_parsers(sub, add_lab) -> None:
                        help="start an exercise: bring a lab up, break it, print the ticket")
     p.add_argument("scenario", help="a name from scenarios/ or a path")
     p.add_argument("--seed", type=int, default=None, help="draw faults with this seed")
-    p.add_argument("--fault", action="append", default=[], metavar="NAME",
-                   help="(instructors) apply this fault instead of drawing (repeatable)")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="(instructors) apply this fault, with these parameters, instead of "
+                        "drawing (repeatable)")
     p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
     add_lab(p)
     for name, text in (("ticket", "show the trouble ticket again"),
                        ("hint", "show the next hint (costs points)")):
         p = sub.add_parser(name, help=text)
         add_lab(p)
-    sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
+    p = sub.add_parser("causes", help="the list of causes a diagnosis is chosen from")
+    add_lab(p)  # the same menu in every lab; accepted like every lab command's
     sub.add_parser("faults", help="the fault catalog (instructors)")
     sub.add_parser("scenarios", help="the scenarios")
+    p = sub.add_parser("scenario", help="check scenario files without building anything")
+    ssub = p.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    v = ssub.add_parser("validate", help="check scenarios: faults and their parameters, the "
+                                         "topology, its variant and the overrides")
+    v.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="a name or a path")
     p = sub.add_parser("submit", help="submit a diagnosis: lab submit CAUSE --node NODE")
     p.add_argument("cause")
     p.add_argument("--node", required=True)
@@ -47,19 +54,22 @@ def _lab(args: argparse.Namespace) -> str:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
-    from lab.engine.attempt import load, start_attempt
-    from lab.faults import CATALOG
+    from lab.engine.attempt import check_forced, load, start_attempt
+    from lab.model.scenario_check import parse_forced
 
     lifecycle.require_root()
+    forced = [parse_forced(text) for text in args.fault]
     path, scenario = load(args.scenario)
-    for name in args.fault:
-        if name not in CATALOG:
-            raise LabError(f"unknown fault '{name}'", hint="`lab faults` lists them")
+    check_forced(forced, scenario)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
-    lab = args.lab or scenario.name
-    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=args.fault)
-    print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
-    print(render_ticket(ticket))
+    lab = args.lab if args.lab is not None else scenario.name
+    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced)
+    try:
+        print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
+        print(render_ticket(ticket))
+    except KeyboardInterrupt:
+        raise Interrupted(f"lab '{lab}' is up and the attempt has started",
+                          hint="`lab ticket` shows the ticket") from None
     return 0
 
 
@@ -117,6 +127,18 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from lab.engine.attempt import load
+
+    for ref in args.scenarios:
+        path, sc = load(ref)
+        faults = sum(1 for _ in sc.fault_refs())
+        print(f"{path}: ok (topology {sc.topology}"
+              + (f", variant {sc.variant}" if sc.variant else "")
+              + f", {faults} fault{'s' if faults != 1 else ''} named)")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from lab.engine import control
     from lab.scoring.causes import get_cause
@@ -136,22 +158,56 @@ def submit_answer(r: dict) -> str:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """Score the attempt. The output paths are checked first: scoring closes the attempt,
+    so a path that cannot be written must fail before, not lose the report after."""
     from lab.engine import control
     from lab.engine.state import results_root
 
-    results = Path(args.results) if args.results else results_root()
-    results.mkdir(parents=True, exist_ok=True)
-    r = control.request(_lab(args), "score", timeout=120, results=str(results.resolve()))
-    if args.html:
-        Path(args.html).write_text(r["html"])
+    lab = _lab(args)
+    results = writable_dir(Path(args.results) if args.results else results_root(), "--results")
+    html = writable_file(Path(args.html), "--html") if args.html else None
+    r = control.request(lab, "score", timeout=120, results=str(results))
     if args.json:
         print(json.dumps(r["json"], indent=1))
     else:
         print(r["text"])
         print(f"\nattempt record: {r['path']}", file=sys.stderr if args.json else sys.stdout)
+    if html is not None:
+        try:
+            html.write_text(r["html"])
+        except OSError as e:
+            raise LabError(f"the attempt is scored (record: {r['path']}) but --html {html} "
+                           f"could not be written: {e.strerror or e}") from None
     return 0
 
 
+def writable_dir(path: Path, option: str) -> Path:
+    """``path`` created if need be, as an absolute path; a LabError if it cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LabError(f"{option} {path}: cannot create it: {e.strerror or e}",
+                       hint="nothing was scored; the attempt is still open") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise LabError(f"{option} {path}: not a writable directory",
+                       hint="nothing was scored; the attempt is still open")
+    return path.resolve()
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """``path`` if a file can be written there (its folder exists and is writable)."""
+    parent = path.parent
+    problem = ("is a directory" if path.is_dir()
+               else f"no directory {parent}" if not parent.is_dir()
+               else f"{parent} is not writable" if not os.access(parent, os.W_OK | os.X_OK)
+               else "not writable" if path.exists() and not os.access(path, os.W_OK)
+               else "")
+    if problem:
+        raise LabError(f"{option} {path}: {problem}",
+                       hint="nothing was scored; the attempt is still open")
+    return path
+
+
 COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
-            "faults": cmd_faults, "scenarios": cmd_scenarios, "submit": cmd_submit,
-            "score": cmd_score}
+            "faults": cmd_faults, "scenarios": cmd_scenarios, "scenario": cmd_scenario,
+            "submit": cmd_submit, "score": cmd_score}

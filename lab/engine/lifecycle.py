@@ -1,18 +1,22 @@
 """Starting, finding, stopping and cleaning up labs: the library behind the `lab` command."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from lab.engine import control
+from lab.engine import control, interrupts
 from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
 from lab.engine.state import (
     NODE_PATH,
@@ -24,14 +28,16 @@ from lab.engine.state import (
     lab_names,
     state_root,
 )
-from lab.errors import LabError
-from lab.model.topology import Topology, load_topology
+from lab.errors import Interrupted, LabError
+from lab.model.topology import Topology, check_topology_file, load_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
 SCENARIO_DIR = PROJECT_ROOT / "scenarios"
 UP_TIMEOUT = 60.0
-STARTING = "starting"  # `lab up`'s own PID and start time while the supervisor starts
+STARTING = "starting"  # `lab up`'s own PID and start time until the lab is ready
+STOPPING = "stopping"  # `lab down`'s own PID and start time while the lab goes down
+CLAIM_PREFIX = ".claim-"  # a lab directory being prepared, renamed into place when complete
 
 # command -> Debian package that provides it
 DEPENDENCIES = {
@@ -68,7 +74,7 @@ def resolve_file(ref: str, directory: Path, what: str) -> Path:
     candidate = directory / f"{ref}.yaml"
     if not candidate.is_file():
         known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
-        raise LabError(f"unknown {what} '{ref}'", hint=f"known {what}s: {known}")
+        raise LabError(f"unknown {what} '{ref}'", hint=f"known: {known}")
     return candidate
 
 
@@ -83,15 +89,41 @@ def is_running(lab: str) -> bool:
         return False
 
 
-def is_starting(lab: str) -> bool:
-    """`lab up` has claimed the name and is still alive, but nothing is recorded yet."""
-    if (lab_dir(lab) / "state.json").exists():
-        return False
+def _marker_alive(directory: Path, marker: str) -> bool:
+    """The process named in a marker file (STARTING, STOPPING) is still alive."""
     try:
-        pid, start = (int(x) for x in (lab_dir(lab) / STARTING).read_text().split())
+        pid, start = (int(x) for x in (directory / marker).read_text().split())
     except (OSError, ValueError):
         return False
     return ProcRef(pid, start).alive()
+
+
+def _write_marker(directory: Path, marker: str) -> None:
+    me = ProcRef.of(os.getpid())
+    tmp = directory / f".{marker}.tmp"
+    tmp.write_text(f"{me.pid} {me.start}\n")
+    os.replace(tmp, directory / marker)
+
+
+def is_starting(lab: str) -> bool:
+    """`lab up` (or `lab start`) claimed the name, is alive and the lab is not ready yet."""
+    return _marker_alive(lab_dir(lab), STARTING)
+
+
+def is_stopping(lab: str) -> bool:
+    """A `lab down` of this lab is under way."""
+    return _marker_alive(lab_dir(lab), STOPPING)
+
+
+def phase(lab: str) -> str:
+    """starting, running, stopping or dead. The markers are read before the state, so that
+    a lab recording its state between the two reads is never taken for dead."""
+    starting, stopping = is_starting(lab), is_stopping(lab)
+    if stopping:
+        return "stopping"
+    if starting:
+        return "starting"
+    return "running" if is_running(lab) else "dead"
 
 
 def running_labs() -> list[str]:
@@ -102,12 +134,20 @@ def pick_lab(lab: str | None) -> str:
     """The lab a command is about: the one named, or the only one running."""
     if lab is not None:
         check_lab_name(lab)
-        if not is_running(lab):
-            if lab_dir(lab).exists():
-                raise LabError(f"lab '{lab}' is not running (its supervisor died)",
-                               hint="`lab clean` removes what it left")
-            raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists running labs")
-        return lab
+        now = phase(lab)
+        if now == "running":
+            return lab
+        if now == "stopping":
+            raise LabError(f"lab '{lab}' is being taken down (by a `lab down` under way)")
+        if now == "starting":
+            raise LabError(f"lab '{lab}' is still starting", hint="try again once `lab up` "
+                           "(or `lab start`) has said it is up")
+        if lab_dir(lab).exists() and _gone_soon(lab):
+            raise LabError(f"lab '{lab}' is not running (it has just been taken down)")
+        if lab_dir(lab).exists():
+            raise LabError(f"lab '{lab}' is not running (its supervisor died)",
+                           hint="`lab clean` removes what it left")
+        raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists running labs")
     labs = running_labs()
     if not labs:
         raise LabError("no lab is running", hint="start one with `lab up mail-dmz`")
@@ -117,34 +157,65 @@ def pick_lab(lab: str | None) -> str:
     return labs[0]
 
 
+def _gone_soon(lab: str, wait: float = 0.5) -> bool:
+    """The lab's directory disappears within ``wait`` seconds (an orderly down finishing)."""
+    deadline = time.monotonic() + wait
+    while lab_dir(lab).exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def up(ref: str, lab: str | None = None, variant: str | None = None,
        overrides: dict | None = None) -> LabState:
     """Build a lab from a topology (with a variant and overrides laid over it) and return
-    once every node is up and every service healthy."""
+    once every node is up and every service healthy.
+
+    Ctrl-C while building stops the build and removes everything (Interrupted says so);
+    Ctrl-C after the lab came up leaves it up (Interrupted with ``lab_is_up``)."""
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
     topo = load_topology(path, variant, overrides)
-    lab = check_lab_name(lab or topo.name)
-    _claim(lab)
-    d = lab_dir(lab)
-    effective = topo.model_dump(mode="json", exclude={"variants"})
-    (d / "topology.yaml").write_text(yaml.safe_dump(effective, sort_keys=False))
-    (d / "source").write_text(str(path.resolve()) + "\n")
-    _start_supervisor(lab)
+    lab = check_lab_name(lab if lab is not None else topo.name)
+    with interrupts.held() as ctrl_c:
+        files = {"topology.yaml": yaml.safe_dump(topo.model_dump(
+                     mode="json", exclude={"variants"}), sort_keys=False),
+                 "source": str(path.resolve()) + "\n"}
+        _claim(lab, files)
+        try:
+            if ctrl_c.hit:
+                raise Interrupted(f"lab '{lab}' was not built: nothing was started")
+            _start_supervisor(lab, ctrl_c)
+        except BaseException:
+            if lab_dir(lab).exists():  # not yet removed by a failed build's own cleanup
+                clean_one(lab, force=True)
+            raise
+        (lab_dir(lab) / STARTING).unlink(missing_ok=True)
+    if ctrl_c.hit:
+        raise Interrupted(f"lab '{lab}' is up (it was ready before Ctrl-C)",
+                          hint=f"`lab down --lab {lab}` takes it down", lab_is_up=lab)
     return LabState.load(lab)
 
 
-def _claim(lab: str) -> None:
+def _claim(lab: str, files: dict[str, str]) -> None:
+    """Create the lab's directory with ``files`` and the STARTING marker in one step (a
+    prepared directory renamed into place), so that no one sees it half made."""
     root = state_root()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CLAIM_PREFIX}{lab}-", dir=root))
     try:
-        lab_dir(lab).mkdir(mode=0o700)
-        me = ProcRef.of(os.getpid())
-        (lab_dir(lab) / STARTING).write_text(f"{me.pid} {me.start}\n")
-    except FileExistsError:
-        if is_running(lab) or is_starting(lab):
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        _write_marker(tmp, STARTING)
+        os.rename(tmp, lab_dir(lab))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise LabError(f"cannot create the state of lab '{lab}': {e.strerror}") from None
+        if phase(lab) != "dead":
             raise LabError(f"lab '{lab}' is already running",
                            hint="pick another name with --lab NAME, or `lab down` it") from None
         raise LabError(f"lab '{lab}' left state behind (its supervisor died)",
@@ -161,7 +232,7 @@ def supervisor_env(lab: str) -> dict[str, str]:
     return env
 
 
-def _start_supervisor(lab: str) -> None:
+def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     d = lab_dir(lab)
     read_fd, write_fd = os.pipe()
     with open(d / "supervisor.log", "wb") as log:
@@ -171,27 +242,53 @@ def _start_supervisor(lab: str) -> None:
             start_new_session=True, env=supervisor_env(lab), cwd="/",
         )
     os.close(write_fd)
-    message = _read_until_eof(read_fd, UP_TIMEOUT)
+    message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
     if message.startswith("ready"):
         return
+    died = None if ctrl_c.hit else _exit_status(proc)
     proc.kill()
     proc.wait()
     log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
-    _remove(lab, set())
+    clean_one(lab, force=True)
+    if ctrl_c.hit:
+        raise Interrupted(f"the build of lab '{lab}' was stopped; everything it had started "
+                          "is removed")
     if message.startswith("error: "):
         raise LabError(message[len("error: "):].strip())
-    last = (log_tail.strip().splitlines() or ["no output"])[-1]
-    raise LabError(f"lab '{lab}' did not come up: {last}")
+    last = (log_tail.strip().splitlines() or [""])[-1]
+    raise LabError(f"lab '{lab}' did not come up: {_death(died, last)}",
+                   hint="everything it had started is removed")
 
 
-def _read_until_eof(fd: int, timeout: float) -> str:
+def _exit_status(proc: subprocess.Popen) -> int | None:
+    """How the supervisor ended on its own (the ready pipe closed), None if it still runs."""
+    try:
+        return proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _death(status: int | None, last: str) -> str:
+    """Why the supervisor did not say it is ready (``last``: its log's last line)."""
+    if status is None:
+        return f"not ready after {UP_TIMEOUT:.0f} s" + (f" (its log ends: {last})" if last else "")
+    if status < 0:
+        said = f" (its log ends: {last})" if last else ""
+        return f"its supervisor was killed by {signal.Signals(-status).name}{said}"
+    return last or f"its supervisor ended without a word (exit status {status})"
+
+
+def _read_until_eof(fd: int, timeout: float, ctrl_c: interrupts.Held) -> str:
+    """What the supervisor says on the ready pipe; "" when time is up or on Ctrl-C."""
     data = b""
     deadline = time.monotonic() + timeout
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return data.decode(errors="replace")
+            if ctrl_c.hit or left <= 0:  # a lab that said it is ready is up, Ctrl-C or not
+                return data.decode(errors="replace") if data.startswith(b"ready") else ""
+            if not select.select([fd], [], [], min(left, 0.1))[0]:
+                continue
             chunk = os.read(fd, 4096)
             if not chunk:
                 return data.decode(errors="replace")
@@ -203,6 +300,8 @@ def _read_until_eof(fd: int, timeout: float) -> str:
 def down(lab: str, timeout: float = 10.0) -> None:
     """Stop a running lab: its supervisor tears down everything it built."""
     state = LabState.load(lab)
+    with contextlib.suppress(OSError):  # others learn that this is an orderly down
+        _write_marker(lab_dir(lab), STOPPING)
     try:
         control.request(lab, "down")
     except LabError:
@@ -262,10 +361,19 @@ def clean(lab: str | None = None) -> list[Cleaned]:
     """Clean every lab (or the one named) whose supervisor is gone; labs still starting
     are left alone."""
     require_root()
-    names = [check_lab_name(lab)] if lab else lab_names()
-    if lab and not lab_dir(lab).exists():
+    _clean_claims()
+    names = [check_lab_name(lab)] if lab is not None else lab_names()
+    if lab is not None and not lab_dir(lab).exists():
         raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists labs")
     return [clean_one(name) for name in names if not is_running(name) and not is_starting(name)]
+
+
+def _clean_claims() -> None:
+    """Remove lab directories that were being prepared by a `lab up` that is gone."""
+    root = state_root()
+    for tmp in root.glob(f"{CLAIM_PREFIX}*") if root.is_dir() else []:
+        if not _marker_alive(tmp, STARTING):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def node_pid(lab: str, node: str) -> int:
@@ -276,9 +384,12 @@ def node_pid(lab: str, node: str) -> int:
         hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
         raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
     if not rec.proc.alive() or netns_inode(rec.pid) != rec.netns:
+        if is_stopping(lab):
+            raise LabError(f"lab '{lab}' is being taken down (by a `lab down` under way)")
         raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
     return rec.pid
 
 
 def load(ref: str) -> Topology:
-    return load_topology(resolve_topology(ref))
+    """A topology file checked with every one of its variants (`lab validate`)."""
+    return check_topology_file(resolve_topology(ref))

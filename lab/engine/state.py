@@ -35,9 +35,9 @@ def lab_dir(lab: str) -> Path:
 
 
 def check_lab_name(lab: str) -> str:
-    if not LAB_NAME.match(lab):
+    if not isinstance(lab, str) or not LAB_NAME.fullmatch(lab):
         raise LabError(
-            f"invalid lab name '{lab}'",
+            f"invalid lab name {lab!r}",
             hint="use lowercase letters, digits and '-', at most 32 characters",
         )
     return lab
@@ -135,4 +135,4 @@ def lab_names() -> list[str]:
     root = state_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and LAB_NAME.match(p.name))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and LAB_NAME.fullmatch(p.name))

@@ -20,7 +20,7 @@ def _hostname(value: object, what: str) -> object:
     if not isinstance(value, str):
         return value
     name = value.strip().lower().rstrip(".")
-    if not re.match(HOSTNAME_PATTERN, name) or len(name) > 253:
+    if not re.fullmatch(HOSTNAME_PATTERN, name) or len(name) > 253:
         raise ValueError(f"{what} {value!r} is not a host name")
     return name
 
@@ -29,7 +29,7 @@ def _address(value: object, what: str) -> object:
     if not isinstance(value, str):
         return value
     text = value.strip()
-    if not ADDRESS_PATTERN.match(text):
+    if not ADDRESS_PATTERN.fullmatch(text):
         raise ValueError(f"{what} {value!r} is not a mail address (user@domain)")
     local, _, domain = text.rpartition("@")
     _hostname(domain, f"{what} domain")

@@ -83,7 +83,7 @@ class Rule(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not RULE_NAME.match(v):
+        if not RULE_NAME.fullmatch(v):
             raise ValueError(
                 f"rule name {v!r} must be 1-32 letters, digits, '-', '_' or '.', "
                 "starting with a letter or digit"
@@ -168,7 +168,7 @@ class Proxy(_Strict):
         out = []
         for d in v:
             d = d.strip().rstrip(".").lower()
-            if not DOMAIN.match(d):
+            if not DOMAIN.fullmatch(d):
                 raise ValueError(f"proxy domain {d!r} is not a domain name")
             out.append(d)
         return out

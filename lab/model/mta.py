@@ -74,7 +74,7 @@ class MtaConfig(BaseModel):
         out = []
         for domain in value:
             d = domain.lower().rstrip(".")
-            if not re.match(HOSTNAME_PATTERN, d) or "." not in d:
+            if not re.fullmatch(HOSTNAME_PATTERN, d) or "." not in d:
                 raise ValueError(f"'{domain}' is not a domain name")
             if d in out:
                 raise ValueError(f"'{domain}' is listed twice")
@@ -87,7 +87,7 @@ class MtaConfig(BaseModel):
         out = []
         for user in value:
             u = user.lower()
-            if not re.match(USER_PATTERN, u):
+            if not re.fullmatch(USER_PATTERN, u):
                 raise ValueError(
                     f"'{user}' is not a mailbox name (letters, digits, '.', '_', '+', '-')"
                 )

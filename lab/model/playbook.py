@@ -20,22 +20,30 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 STEP_PATTERN = r"^[a-z][a-z0-9_-]*$"
 FACT_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)?$"
 
-# what each built-in probe reports, as `<step id>.<field>` (see lab/playbooks/probe.py)
+# what each built-in probe reports, as `<step id>.<field>` (see lab/playbooks/probe.py);
+# every probe also sets `error` when it could not run at all (hooks.parse_probe)
 PROBE_FIELDS: dict[str, tuple[str, ...]] = {
     "dns": ("status", "rcode", "aa", "answers", "count", "ttl", "ns", "glue", "error"),
     "tcp": ("result", "error"),
     "smtp": ("result", "stage", "banner", "helo", "mail", "rcpt", "data", "body", "last",
-             "reply"),
-    "ping": ("sent", "received", "loss"),
-    "arp": ("result", "mac", "interface"),
+             "reply", "error"),
+    "ping": ("sent", "received", "loss", "error"),
+    "arp": ("result", "mac", "interface", "error"),
 }
 ACTIONS = ("run", "dns", "tcp", "smtp", "ping", "arp", "hook")
+# facts every step sets: its exit code; `output` (the text) for run and hook steps only
+STEP_FACTS = ("rc",)
+TEXT_FACTS = ("output",)
+# facts a step with `until` sets: whether the condition held, after how long, how many runs
+UNTIL_FACTS = ("held", "waited", "tries")
+UNTIL_EVERY = 1.0  # seconds between two runs of a step with `until`
+UNTIL_WITHIN = 30.0  # seconds after which it gives up (`<id>.held` false)
 
 
 def _valid_regex(text: str) -> str:
     try:
         re.compile(text)
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:
         raise ValueError(f"not a regular expression: {e}") from None
     return text
 
@@ -181,6 +189,10 @@ class Step(Strict):
     hook: str | None = None
     args: dict[str, Any] = {}
     facts: dict[str, FactSpec] = {}
+    # run the action again every `every` s until `until` holds, `within` s at most
+    until: Condition | None = None
+    every: float | None = Field(None, ge=0.1, le=60, description=f"default {UNTIL_EVERY}")
+    within: float | None = Field(None, gt=0, le=600, description=f"default {UNTIL_WITHIN}")
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
@@ -193,6 +205,8 @@ class Step(Strict):
             raise ValueError("'args' is only for a 'hook' step")
         if self.stdin is not None and self.run is None:
             raise ValueError("'stdin' is only for a 'run' step")
+        if self.until is None and (self.every is not None or self.within is not None):
+            raise ValueError("'every' and 'within' are only for a step with 'until'")
         return self
 
     def references(self, loc: Loc) -> list[tuple[Loc, str]]:
@@ -211,9 +225,10 @@ class Step(Strict):
 
     def produces(self) -> set[str]:
         """Fact names this step can set (hook fields are open: ``<id>.*``)."""
-        out = {f"{self.id}.rc", f"{self.id}.output"} | set(self.facts)
-        out |= {f"{self.id}.{f}" for f in PROBE_FIELDS.get(self.action, ())}
-        return out
+        fields = STEP_FACTS + PROBE_FIELDS.get(self.action, ())
+        fields += TEXT_FACTS if self.action in ("run", "hook") else ()
+        fields += UNTIL_FACTS if self.until is not None else ()
+        return {f"{self.id}.{f}" for f in fields} | set(self.facts)
 
 
 class Conclusion(Strict):
@@ -238,13 +253,18 @@ class Playbook(Strict):
         found: list[tuple[Loc, str]] = []
         known: set[str] = set()
         hook_steps: set[str] = set()
+        ids: set[str] = set()
         for i, step in enumerate(self.steps):
             loc: Loc = ("steps", i)
-            if any(s.id == step.id for s in self.steps[:i]):
+            if step.id in ids:
                 found.append(((*loc, "id"), f"step id '{step.id}' is used twice"))
+            ids.add(step.id)
             for name in step.facts:
                 if name in known:
                     found.append(((*loc, "facts", name), f"fact '{name}' is set twice"))
+                if not re.fullmatch(FACT_PATTERN, name):
+                    found.append(((*loc, "facts", name), f"fact name {name!r} does not match "
+                                  f"{FACT_PATTERN}, so no condition could read it"))
             if nodes is not None and step.node not in nodes:
                 found.append(((*loc, "node"), _unknown_node(step.node, nodes)))
             for key in ("when", "skip_when"):
@@ -252,14 +272,19 @@ class Playbook(Strict):
                 if cond is not None:
                     found += _unknown_facts(cond.facts((*loc, key)), known, hook_steps)
             found += _unknown_facts(step.references(loc), known, hook_steps)
-            known |= step.produces()
             if step.hook is not None:
                 hook_steps.add(step.id)
+            if step.until is not None:  # reads this step's own facts too
+                found += _unknown_facts(step.until.facts((*loc, "until")),
+                                        known | step.produces(), hook_steps)
+            known |= step.produces()
         for i, c in enumerate(self.conclusions):
             loc = ("conclusions", i)
             if nodes is not None and c.node not in nodes:
                 found.append(((*loc, "node"), _unknown_node(c.node, nodes)))
             found += _unknown_facts(c.when.facts((*loc, "when")), known, hook_steps)
+            found += _unknown_facts([((*loc, "because"), r) for r in references(c.because)],
+                                    known, hook_steps)
         if causes is not None:
             found += check_causes(self, causes)
         return found
@@ -270,6 +295,12 @@ def check_causes(playbook: Playbook, causes: set[str] | frozenset[str]
     """Conclusions whose cause the menu does not know, each with its location."""
     return [(("conclusions", i, "cause"), f"unknown cause '{c.cause}' (see `lab causes`)")
             for i, c in enumerate(playbook.conclusions) if c.cause not in causes]
+
+
+def references(text: Any) -> list[str]:
+    from lab.playbooks.conditions import references as refs
+
+    return refs(text)
 
 
 def _unknown_node(node: str, nodes: set[str]) -> str:
@@ -302,7 +333,12 @@ class _Checked(Playbook):
     """The playbook with node names checked against its topology (for load_checked)."""
 
     def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
-        return super().problems(topology_nodes(self.topology))
+        known = topology_nodes(self.topology)
+        found = super().problems(known)
+        if known is None:
+            found.append((("topology",), f"unknown topology '{self.topology}' (no "
+                                         f"topologies/{self.topology}.yaml)"))
+        return found
 
 
 def load_playbook(path: Path, known_causes: set[str] | frozenset[str] | None = None

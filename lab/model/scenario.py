@@ -19,9 +19,10 @@ from lab.model.source import (
     Loc,
     field_name,
     line_for,
-    load_checked,
-    raise_found,
     read_yaml,
+    row,
+    sort_problems,
+    validate,
 )
 from lab.scoring.rubric import Rubric
 
@@ -126,9 +127,11 @@ class Scenario(Strict):
         """Checks across fields; with ``known_faults`` / ``known_causes`` also the fault
         names and the cause ids of ``accept``."""
         found = self._pool_problems() + self._duplicate_problems()
+        seen: set[str] = set()
         for i, name in enumerate(self.expect_playbooks):
-            if name in self.expect_playbooks[:i]:
+            if name in seen:
                 found.append((("expect_playbooks", i), f"playbook '{name}' is listed twice"))
+            seen.add(name)
         if known_faults is not None:
             found += check_fault_names(self, known_faults)
         if known_causes is not None:
@@ -185,14 +188,18 @@ def load_scenario(path: Path, known_faults: set[str] | None = None,
 
     Fault names and cause ids are checked (when ``known_faults`` / ``known_causes`` are
     given) once the file is otherwise valid, since they need a parsed model to be found.
+    The whole check, parameters and topology included, is
+    ``lab.model.scenario_check.check_scenario``.
     """
-    scenario = load_checked(path, Scenario)
+    data, lines = read_yaml(path)
+    scenario = validate(path, Scenario, data, lines)
     found = []
     if known_faults is not None:
         found += check_fault_names(scenario, known_faults)
     if known_causes is not None:
         found += check_cause_names(scenario, known_causes)
-    raise_found(path, found)
+    if found:
+        raise FileError(path, sort_problems(row(lines, loc, msg) for loc, msg in found))
     return scenario
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lab.errors import LabError
 from lab.model.roles import RoleNames, role_problems
 from lab.model.services import service_problems
-from lab.model.source import Loc, deep_merge, load_checked
+from lab.model.source import FileError, Lines, Loc, lay, read_yaml, sort_problems, validate
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 # Lab addresses: RFC 5737 documentation ranges (not 192.0.2.0/24: machines here use it
@@ -122,13 +122,13 @@ class Topology(Strict):
     def _name_problems(self) -> list[tuple[Loc, str]]:
         found: list[tuple[Loc, str]] = []
         for seg in self.segments:
-            if not re.match(NAME_PATTERN, seg) or len(seg) > 10:
+            if not re.fullmatch(NAME_PATTERN, seg) or len(seg) > 10:
                 found.append((("segments", seg), "segment names are lowercase letters, digits "
                               "and '-', at most 10 characters (they name bridges)"))
             if seg in self.nodes:
                 found.append((("segments", seg), f"'{seg}' is also a node name"))
         for node in self.nodes:
-            if not re.match(NAME_PATTERN, node) or len(node) > 15:
+            if not re.fullmatch(NAME_PATTERN, node) or len(node) > 15:
                 found.append((("nodes", node), "node names are lowercase letters, digits and "
                               "'-', at most 15 characters"))
         return found
@@ -164,9 +164,10 @@ def _node_problems(
     fw = node.services.get("firewall")
     if isinstance(fw, dict):
         for side in ("external", "internal"):
-            if fw.get(side) is not None and fw.get(side) not in used_segments:
+            value = fw.get(side)  # the firewall model reports a value that is not a name
+            if isinstance(value, str) and value not in used_segments:
                 found.append((base + ("services", "firewall", side),
-                              f"{name} has no interface on segment '{fw.get(side)}'"))
+                              f"{name} has no interface on segment '{value}'"))
     nets = node.connected()
     if node.gateway is not None and not any(node.gateway in n for n in nets):
         found.append((base + ("gateway",),
@@ -178,19 +179,56 @@ def _node_problems(
 
 
 def load_topology(path: Path, variant: str | None = None,
-                  overrides: dict[str, Any] | None = None) -> Topology:
-    """A topology file, optionally with one of its variants and then ``overrides``
-    (a mapping laid over the file like a variant) applied."""
-    def transform(data: dict) -> dict:
-        if variant is not None:
-            known = data.get("variants") or {}
-            if variant not in known:
-                names = ", ".join(sorted(known)) or "none"
-                raise LabError(f"{path}: no variant '{variant}'", hint=f"variants: {names}")
-            data = deep_merge(data, {k: v for k, v in known[variant].items()
-                                     if k != "description"})
-        if overrides:
-            data = deep_merge(data, overrides)
-        return data
+                  overrides: Layer | dict[str, Any] | None = None) -> Topology:
+    """A topology file, optionally with one of its variants and then ``overrides`` (a
+    mapping laid over the file like a variant, e.g. a scenario's) applied. Errors in a
+    field that a variant or the overrides set point at the line that set it."""
+    if isinstance(overrides, dict):
+        overrides = Layer(overrides, path, {}, ()) if overrides else None
+    data, lines = read_yaml(path)
+    topo = validate(path, Topology, data, lines)
+    if variant is None and overrides is None:
+        return topo
+    context = ""
+    if variant is not None:
+        if variant not in topo.variants:
+            names = ", ".join(sorted(topo.variants)) or "none"
+            raise LabError(f"{path}: no variant '{variant}'", hint=f"variants: {names}")
+        data, lines = lay(data, lines, _variant_changes(data, variant), lines,
+                          ("variants", variant))
+        context = f"with variant '{variant}': "
+    if overrides is not None:
+        data, lines = lay(data, lines, overrides.data, overrides.lines, overrides.prefix,
+                          overrides.path)
+        context = ("with the overrides: " if overrides.path == path
+                   else f"with the overrides of {overrides.path}: ")
+    return validate(path, Topology, data, lines, context)
 
-    return load_checked(path, Topology, transform)
+
+def _variant_changes(data: dict, variant: str) -> dict:
+    return {k: v for k, v in data["variants"][variant].items() if k != "description"}
+
+
+class Layer(NamedTuple):
+    """Changes laid over a topology from another file: the data, that file's line map, and
+    where the data sits in it (e.g. a scenario's ``overrides``)."""
+
+    data: dict[str, Any]
+    path: Path
+    lines: Lines
+    prefix: Loc
+
+
+def check_topology_file(path: Path) -> Topology:
+    """The topology and every one of its variants, checked: a FileError lists the problems
+    of all of them at once (each variant's at the variant's own lines)."""
+    topo = load_topology(path)
+    problems: list = []
+    for name in topo.variants:
+        try:
+            load_topology(path, name)
+        except FileError as e:
+            problems += e.problems
+    if problems:
+        raise FileError(path, sort_problems(problems))
+    return topo

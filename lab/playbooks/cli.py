@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.playbooks import adhoc
 
 
 def add_parsers(sub, add_lab) -> None:
@@ -18,6 +20,7 @@ def add_parsers(sub, add_lab) -> None:
     r.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help="a scenario name or path (repeatable)")
     r.add_argument("--all", action="store_true", help="every scenario in scenarios/")
+    _add_fault(r)
     r.add_argument("--seed", action="append", type=int, default=[], metavar="N",
                    help="draw faults with this seed (repeatable; default 0)")
     r.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -25,23 +28,52 @@ def add_parsers(sub, add_lab) -> None:
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--json", metavar="FILE", help="write every run's evidence as JSON here")
     r.add_argument("--results", metavar="DIR", help="where the attempt records go")
+    _add_prefix(r)
     e = psub.add_parser("explain", help="run one playbook on one scenario, step by step")
     e.add_argument("playbook")
-    e.add_argument("--scenario", required=True, metavar="NAME")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--scenario", metavar="NAME")
+    _add_fault(which)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--results", metavar="DIR")
+    _add_prefix(e)
     v = psub.add_parser("validate", help="check playbook files without running anything")
     v.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
 
 
+def _add_fault(p) -> None:
+    p.add_argument("--fault", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="a scenario made on the fly with this one fault (repeatable)")
+
+
+def _add_prefix(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lab-prefix", metavar="PREFIX", default=None,
+                   help="name the labs PREFIX-1, PREFIX-2, ... (default pb-<pid>)")
+
+
+def lab_prefix(args: argparse.Namespace, count: int) -> str:
+    """The labs' name prefix, checked against the longest name it will give."""
+    from lab.engine.state import check_lab_name
+
+    prefix = args.lab_prefix if args.lab_prefix is not None else f"pb-{os.getpid()}"
+    try:
+        check_lab_name(f"{prefix}-{max(count, 1)}")
+    except LabError as e:
+        raise LabError(f"--lab-prefix {prefix!r}: {e.message} once numbered", hint=e.hint
+                       ) from None
+    return prefix
+
+
 def _scenarios(args: argparse.Namespace, names: set[str]) -> list:
-    from lab.engine.lifecycle import SCENARIO_DIR
     from lab.engine.attempt import load
+    from lab.engine.lifecycle import SCENARIO_DIR
 
     refs = list(args.scenario)
     if args.all:
         refs += [p.stem for p in sorted(SCENARIO_DIR.glob("*.yaml"))]
     loaded = [load(ref) for ref in dict.fromkeys(refs)]
+    if not refs and args.fault:
+        return []
     if not refs:
         loaded = [load(p.stem) for p in sorted(SCENARIO_DIR.glob("*.yaml"))]
         loaded = [(p, s) for p, s in loaded if names & set(s.expect_playbooks)]
@@ -53,13 +85,23 @@ def _scenarios(args: argparse.Namespace, names: set[str]) -> list:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
-    from lab.playbooks import render
-    from lab.playbooks.matrix import DEFAULT_JOBS, Matrix, load_playbook_ref, plan
+    from lab.playbooks.matrix import load_playbook_ref, plan
 
     lifecycle.require_root()
     playbooks = [load_playbook_ref(ref)[1] for ref in args.playbooks]
     scenarios = _scenarios(args, {pb.name for pb in playbooks})
-    jobs = plan(playbooks, scenarios, args.seed or [0])
+    with adhoc.fault_scenarios(args.fault, playbooks) as made:
+        for path, sc in made:
+            print(adhoc.describe(path, sc), file=sys.stderr, flush=True)
+        jobs = plan(playbooks, scenarios + made, args.seed or [0])
+        return _run_jobs(args, jobs)
+
+
+def _run_jobs(args: argparse.Namespace, jobs: list) -> int:
+    from lab.playbooks import render
+    from lab.playbooks.matrix import DEFAULT_JOBS, Matrix
+
+    prefix = lab_prefix(args, len(jobs))
     lock = threading.Lock()
     done = [0]
 
@@ -74,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"{len(jobs)} runs, {args.jobs or DEFAULT_JOBS} at once", file=sys.stderr, flush=True)
     results = Path(args.results) if args.results else None
-    outcomes = Matrix(jobs, args.jobs or DEFAULT_JOBS, results, on_event).run()
+    outcomes = Matrix(jobs, args.jobs or DEFAULT_JOBS, results, on_event, prefix).run()
     print(render.render_matrix(outcomes))
     print(render.render_accuracy(outcomes))
     misses = render.render_misses(outcomes)
@@ -90,23 +132,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    import os
 
     from lab.engine import lifecycle
-    from lab.playbooks import render
     from lab.engine.attempt import attempt_lab, load
+    from lab.playbooks import render
     from lab.playbooks.matrix import load_playbook_ref
     from lab.playbooks.runner import run_playbook
 
     lifecycle.require_root()
     _, playbook = load_playbook_ref(args.playbook)
-    path, scenario = load(args.scenario)
-    lab = f"pb-{os.getpid()}-x"
+    lab = f"{lab_prefix(args, 1)}-1"
     results = Path(args.results) if args.results else None
-    with attempt_lab(path, scenario, lab, args.seed):
-        print(f"lab {lab}: scenario {scenario.name} (seed {args.seed}), playbook "
-              f"{playbook.name}", file=sys.stderr, flush=True)
-        result = run_playbook(lab, playbook, results)
+    with adhoc.fault_scenarios(args.fault, [playbook]) as made:
+        path, scenario = made[0] if made else load(args.scenario)
+        if made:
+            print(adhoc.describe(path, scenario), file=sys.stderr, flush=True)
+        with attempt_lab(path, scenario, lab, args.seed):
+            print(f"lab {lab}: scenario {scenario.name} (seed {args.seed}), playbook "
+                  f"{playbook.name}", file=sys.stderr, flush=True)
+            result = run_playbook(lab, playbook, results)
     print(render.render_result(result), end="")
     return 0
 

@@ -34,6 +34,12 @@ def interpolate(value: Any, facts: Facts) -> Any:
     return value
 
 
+def expand(text: str, facts: Facts) -> str:
+    """``text`` with each ``${fact}`` filled in; one that no step set stays as written."""
+    return REF.sub(lambda m: str(facts[m.group(1)]) if m.group(1) in facts else m.group(0),
+                   text)
+
+
 def references(value: Any) -> list[str]:
     """The fact names a value refers to with ``${fact}``."""
     if isinstance(value, str):
@@ -80,7 +86,7 @@ def holds(cond: Condition, facts: Facts) -> bool:
             return re.search(interpolate(cond.matches, facts), str(value)) is not None
         if cond.in_ is not None:
             return any(_same(value, v) for v in interpolate(cond.in_, facts))
-    except MissingFact:
+    except (MissingFact, re.error, OverflowError):  # re: a fact made the regex invalid
         return False
     number = _number(value)
     if number is None:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.engine import lifecycle
+from lab.engine.attempt import attempt_lab
 from lab.errors import LabError
 from lab.model.playbook import Playbook, load_playbook
 from lab.model.scenario import Scenario
-from lab.engine.attempt import attempt_lab
 from lab.playbooks.runner import PlaybookResult, StepResult, run_playbook
 
 PLAYBOOK_DIR = lifecycle.PROJECT_ROOT / "playbooks"
@@ -103,8 +103,10 @@ class Matrix:
 
     def __init__(self, jobs: list[Job], parallel: int = DEFAULT_JOBS,
                  results: Path | None = None,
-                 on_event: Callable[[str, Job, Any], None] | None = None) -> None:
+                 on_event: Callable[[str, Job, Any], None] | None = None,
+                 lab_prefix: str | None = None) -> None:
         self.jobs = jobs
+        self.lab_prefix = lab_prefix or f"pb-{os.getpid()}"
         self.parallel = max(1, parallel)
         self.results = results
         self.on_event = on_event or (lambda *_: None)
@@ -114,7 +116,7 @@ class Matrix:
 
     def _lab_name(self) -> str:
         with self._lock:
-            return f"pb-{os.getpid()}-{next(self._names)}"
+            return f"{self.lab_prefix}-{next(self._names)}"
 
     def run_one(self, job: Job) -> Outcome:
         lab = self._lab_name()

@@ -12,12 +12,13 @@ from typing import Any
 
 from lab.engine import control, nodeexec
 from lab.errors import LabError
-from lab.model.playbook import Playbook, Step
+from lab.model.playbook import UNTIL_EVERY, UNTIL_WITHIN, Playbook, Step
 from lab.playbooks import conditions
 from lab.playbooks.hooks import HookContext, get_hook, load_hook_modules, parse_probe, probe_argv
 
 PROBE_SLACK = 5.0  # the interpreter's start inside the node, on top of the probe's own time
 PROBE_WAIT = 3.0  # how long a probe waits for an answer unless the step sets a timeout
+OUTPUT_FACT_CHARS = 4000  # `<id>.output` holds at most this much of a step's text
 
 
 @dataclass
@@ -85,12 +86,14 @@ def run_step(lab: str, step: Step, facts: conditions.Facts | None = None) -> Ste
         out = get_hook(step.hook)(ctx, **conditions.interpolate(step.args, facts))
         res.commands, res.rc, res.stdout = ctx.commands, out.rc, out.output
         res.facts = _flatten(step.id, out.facts)
+        res.facts[f"{step.id}.output"] = res.stdout[:OUTPUT_FACT_CHARS]
     elif step.action == "run":
         assert step.run is not None
         argv = conditions.interpolate(list(step.run), facts)
         res.commands = [argv]
         p = nodeexec.run(lab, step.node, argv, step.timeout, step.stdin)
         res.rc, res.stdout, res.stderr = p.returncode, p.stdout, p.stderr
+        res.facts[f"{step.id}.output"] = res.stdout[:OUTPUT_FACT_CHARS]
     else:
         argv = probe_argv(step.action, conditions.interpolate(probe_args(step), facts))
         res.commands = [argv]
@@ -107,6 +110,30 @@ def run_step(lab: str, step: Step, facts: conditions.Facts | None = None) -> Ste
     return res
 
 
+def run_until(lab: str, step: Step, facts: conditions.Facts,
+              sleep: Callable[[float], None] = time.sleep) -> StepResult:
+    """Run a step again and again until its ``until`` holds (on earlier facts and the
+    run's own), every ``every`` s, giving up after ``within`` s; the last run's result
+    with ``<id>.held``, ``<id>.waited`` (s) and ``<id>.tries``."""
+    assert step.until is not None
+    every = step.every if step.every is not None else UNTIL_EVERY
+    within = step.within if step.within is not None else UNTIL_WITHIN
+    started = time.monotonic()
+    tries = 0
+    while True:
+        res = run_step(lab, step, facts)
+        tries += 1
+        held = conditions.holds(step.until, {**facts, **res.facts})
+        left = within - (time.monotonic() - started)
+        if held or left <= 0:
+            break
+        sleep(min(every, left))
+    res.facts.update({f"{step.id}.held": held, f"{step.id}.tries": tries,
+                      f"{step.id}.waited": round(time.monotonic() - started, 1)})
+    res.seconds = round(time.monotonic() - started, 3)
+    return res
+
+
 def investigate(lab: str, playbook: Playbook,
                 on_step: Callable[[StepResult], None] | None = None) -> PlaybookResult:
     """Run the steps (skipping those whose conditions say so) and pick the conclusion."""
@@ -115,8 +142,9 @@ def investigate(lab: str, playbook: Playbook,
     result = PlaybookResult(playbook.name, lab)
     for step in playbook.steps:
         reason = _skip_reason(step, result.facts)
+        run = run_until if step.until is not None else run_step
         res = StepResult(step.id, step.node, step.action, skipped=reason) if reason \
-            else run_step(lab, step, result.facts)
+            else run(lab, step, result.facts)
         result.facts.update(res.facts)
         result.steps.append(res)
         if on_step is not None:
@@ -125,7 +153,7 @@ def investigate(lab: str, playbook: Playbook,
     if found is not None:
         index, c = found
         result.conclusion = {"index": index, "cause": c.cause, "node": c.node,
-                             "because": c.because}
+                             "because": conditions.expand(c.because, result.facts)}
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
