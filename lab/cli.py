@@ -287,7 +287,6 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     from lab.engine import control, lifecycle
-
     from lab.engine.attempt import params_models
     from lab.model.scenario_check import FaultRef, forced_problems
 

@@ -117,9 +117,9 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from lab.engine.lifecycle import SCENARIO_DIR
     from lab.faults import CATALOG
     from lab.model.scenario import load_scenarios
+    from lab.paths import SCENARIO_DIR
     from lab.scoring.causes import CAUSE_IDS
 
     for name, sc in sorted(load_scenarios(SCENARIO_DIR, set(CATALOG), CAUSE_IDS).items()):

@@ -23,8 +23,8 @@ from email.message import EmailMessage
 
 from lab.errors import LabError
 from lab.model.roles import Roles, derive_roles
+from lab.protocols.smtpclient import SmtpError, send_message
 from lab.services.host import ServiceHost
-from lab.services.smtpclient import SmtpError, send_message
 
 DEFAULT_TIMEOUT = 2.0  # a healthy path delivers in ~0.2 s
 

@@ -16,7 +16,7 @@ from typing import Self
 from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from lab.model.dns import DnsConfig
-from lab.services.base import NodeContext
+from lab.protocols.node import NodeContext
 from lab.services.dns import TCP_IDLE, DnsService
 
 ROOT_IP, TLD_IP, AUTH_IP, RES_IP, RES_CLOSED_IP = (

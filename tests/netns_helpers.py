@@ -163,8 +163,8 @@ def fw_node(topology: dict[str, str], root):
 
 def make_firewall(topology: dict[str, str], node, **changes):
     from lab.model.firewall import FirewallConfig
+    from lab.protocols.nftrules import FirewallAddresses
     from lab.services.firewall import FirewallService
-    from lab.services.nftrules import FirewallAddresses
 
     config = FirewallConfig.model_validate(firewall_data(**changes))
     return FirewallService(node, config, ns_run(topology["fw"]), "eth0", "eth1",

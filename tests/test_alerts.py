@@ -23,9 +23,10 @@ from pydantic import ValidationError
 
 from lab.model.alerts import AlertsConfig
 from lab.model.mta import MtaConfig
-from lab.services import alert_cli, alerts
+from lab.nodecmds import alert_cli
+from lab.protocols.node import NodeContext
+from lab.services import alerts
 from lab.services.alerts import AlertMailer, Envelope, SpoolError, parse_envelope
-from lab.services.base import NodeContext
 from lab.services.mta import MtaService
 
 MAIL_IP, DNS_IP, NOWHERE = "127.0.0.25", "127.0.0.53", "127.0.0.99"

@@ -41,7 +41,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import PROJECT_ROOT, run_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

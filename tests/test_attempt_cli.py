@@ -17,7 +17,6 @@ import time
 from html.parser import HTMLParser
 
 import pytest
-
 from conftest import LAB_CMD, PROJECT_ROOT, run_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

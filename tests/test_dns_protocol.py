@@ -18,8 +18,8 @@ import pytest
 from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 from dnsworld import ADDRESSES, AUTH_IP, World, ask, exchange, free_port, run
 
+from lab.protocols.dnswire import parse_query
 from lab.services.dns import MAX_TCP_PER_CLIENT
-from lab.services.dnswire import parse_query
 
 needs_clients = pytest.mark.skipif(not (shutil.which("dig") and shutil.which("kdig")),
                                    reason="dig and kdig (bind9-dnsutils, knot-dnsutils) needed")

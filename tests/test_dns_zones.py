@@ -27,7 +27,7 @@ from dnsworld import (
 
 from lab.model.dns import DnsConfig
 from lab.model.topology import load_topology
-from lab.services.zonefile import render_zone, zone_file_name
+from lab.protocols.zonefile import render_zone, zone_file_name
 
 needs_clients = pytest.mark.skipif(not (shutil.which("dig") and shutil.which("kdig")),
                                    reason="dig and kdig (bind9-dnsutils, knot-dnsutils) needed")

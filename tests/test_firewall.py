@@ -21,7 +21,7 @@ from netns_helpers import (
 )
 
 from lab.errors import LabError
-from lab.services.netguard import main as netguard_main
+from lab.nodecmds.netguard import main as netguard_main
 
 GOLDEN = Path(__file__).parent / "golden" / "nft"
 pytestmark = pytest.mark.root

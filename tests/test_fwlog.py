@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from lab.services import fwlog
-from lab.services.base import NodeContext
-from lab.services.fwlog import ConnLog, StaticEntry
-from lab.services.netguard import NO_LOG
-from lab.services.netguard import main as netguard_main
+from lab.nodecmds.netguard import NO_LOG
+from lab.nodecmds.netguard import main as netguard_main
+from lab.protocols import fwlog
+from lab.protocols.fwlog import ConnLog, StaticEntry
+from lab.protocols.node import NodeContext
 
 # Two NFLOG datagrams captured from the kernel (6.18) in a test namespace with the base
 # ruleset loaded: a SYN from 203.0.113.20 to 203.0.113.25:25 permitted by smtp-in after
@@ -130,15 +130,15 @@ def test_netguard_prints_the_log(tmp_path, capsys) -> None:
 
 
 def test_netguard_without_log(tmp_path) -> None:
-    p = subprocess.run([sys.executable, "-m", "lab.services.netguard", "-An", "--root",
+    p = subprocess.run([sys.executable, "-m", "lab.nodecmds.netguard", "-An", "--root",
                         str(tmp_path)], capture_output=True, text=True, timeout=30, check=False)
     assert p.returncode == 1
     assert p.stderr.strip() == NO_LOG == "netguard: no connection log (is this the firewall?)"
 
 
 def test_error_log_line(tmp_path) -> None:
+    from lab.protocols.fwlog import ERROR_LOG, log_error
     from lab.services.base import NodeContext
-    from lab.services.fwlog import ERROR_LOG, log_error
 
     node = NodeContext("fw", tmp_path)
     line = log_error(node, "smtp-proxy", "relay to 10.1.0.25:25 failed: Connection refused")

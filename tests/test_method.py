@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.model.rubric import Rubric
 from lab.model.topology import load_topology
 from lab.playbooks.hooks import probe_argv
 from lab.scoring.addresses import address_map, nodes_addressed
@@ -17,7 +18,6 @@ from lab.scoring.attempt import Attempt, FaultKey
 from lab.scoring.commands import Invocation, invocations
 from lab.scoring.items import Clock
 from lab.scoring.method import addressed, dns_first, path_nodes, runs, tool_count
-from lab.scoring.rubric import Rubric
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPO = load_topology(ROOT / "topologies" / "mail-dmz.yaml")

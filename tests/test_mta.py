@@ -24,11 +24,11 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from pydantic import ValidationError
 
 from lab.model.mta import MtaConfig
-from lab.services import maillog, mailq, mbox
-from lab.services.base import NodeContext
+from lab.protocols import maillog, mailq, mbox
+from lab.protocols.mxlookup import NODATA, NXDOMAIN, TIMEOUT, DnsError, lookup_mx
+from lab.protocols.node import NodeContext
+from lab.protocols.smtpclient import SmtpError, send_message
 from lab.services.mta import MtaService
-from lab.services.mxlookup import NODATA, NXDOMAIN, TIMEOUT, DnsError, lookup_mx
-from lab.services.smtpclient import SmtpError, send_message
 
 GOLDEN = Path(__file__).parent / "golden" / "mta"
 NET_IP, COM_IP, DNS_IP = "127.0.0.25", "127.0.0.20", "127.0.0.53"

@@ -10,7 +10,7 @@ from netns_helpers import GOLDEN_CASES, firewall_data
 from pydantic import ValidationError
 
 from lab.model.firewall import FirewallConfig
-from lab.services.nftrules import FirewallAddresses, render_ruleset
+from lab.protocols.nftrules import FirewallAddresses, render_ruleset
 
 GOLDEN = Path(__file__).parent / "golden" / "nft"
 ADDRS = FirewallAddresses(external=["203.0.113.1/24"], internal=["10.1.0.1/24"])

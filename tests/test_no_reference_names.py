@@ -23,7 +23,7 @@ REFERENCE = ROOT / "topologies" / "mail-dmz.yaml"
 ALLOWED = {
     ("lab/model/firewall.py", "fw"): "the rule syntax's keyword for the firewall itself "
                                      "(`from: fw`), defined as FIREWALL_ITSELF",
-    ("lab/services/nftrules.py", "fw"): "renders that keyword of the rule syntax",
+    ("lab/protocols/nftrules.py", "fw"): "renders that keyword of the rule syntax",
     ("lab/model/topology.py", "203.0.113.0/24"): "the RFC 5737 range lab addresses must come "
                                                  "from (DESIGN.md hard rule 1)",
 }

@@ -18,12 +18,12 @@ from netns_helpers import (
 )
 
 from lab.model.firewall import FirewallConfig
-from lab.services.base import NodeContext
-from lab.services.fwlog import ERROR_LOG
+from lab.protocols.fwlog import ERROR_LOG
+from lab.protocols.node import NodeContext
+from lab.protocols.proxyrelay import Route
+from lab.protocols.smtpclient import SmtpError, send_message
+from lab.protocols.smtpd import Smtpd, SmtpdHooks
 from lab.services.proxy import SmtpProxy, original_dst
-from lab.services.proxyrelay import Route
-from lab.services.smtpclient import SmtpError, send_message
-from lab.services.smtpd import Smtpd, SmtpdHooks
 
 MESSAGE = b"Subject: test\r\n\r\nhello\r\n.leading dot\r\n"
 

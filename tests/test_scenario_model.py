@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from lab.model.rubric import Rubric
 from lab.model.scenario import (
     FaultItem,
     Scenario,
@@ -19,7 +20,6 @@ from lab.model.scenario import (
 )
 from lab.model.source import FileError
 from lab.scoring.causes import CAUSE_IDS
-from lab.scoring.rubric import Rubric
 
 GOLDEN = Path(__file__).parent / "golden" / "scoring"
 KNOWN = {"dns-mx-missing", "nat-static-missing", "fw-smtp-permit-missing", "fw-icmp-blocked",

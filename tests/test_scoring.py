@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from lab.errors import LabError
 from lab.faults import CATALOG
 from lab.faults.base import Cause
+from lab.model.rubric import Rubric
 from lab.model.scenario import Accept, Scenario
 from lab.model.topology import load_topology
 from lab.scoring import attempt as attempt_mod
@@ -22,7 +23,6 @@ from lab.scoring.attempt import Attempt, FaultKey, Probe, RepairResult, Submissi
 from lab.scoring.causes import CAUSE_IDS, CAUSES, LAYERS, causes_of, get_cause, render_causes
 from lab.scoring.damage import Damage
 from lab.scoring.report import render_html, render_text, to_json
-from lab.scoring.rubric import Rubric
 from lab.scoring.score import grade, match, score
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import pytest
 from conftest import run_lab
 from test_attempt_cli import shell_session
 
+from lab.model.rubric import Rubric
 from lab.scoring.causes import CAUSES
-from lab.scoring.rubric import Rubric
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from lab.services.smtpclient import Reply, dot_stuff, read_reply
+from lab.protocols.smtpclient import Reply, dot_stuff, read_reply
 
 
 @pytest.mark.parametrize("message, sent", [

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from lab.services.smtpd import Smtpd, SmtpdHooks
+from lab.protocols.smtpd import Smtpd, SmtpdHooks
 
 
 class _Accepting(SmtpdHooks):

@@ -8,8 +8,8 @@ from dnslib import QTYPE, DNSLabel
 from pydantic import ValidationError
 
 from lab.model.dns import DnsConfig
-from lab.services.zonedata import load_zone
-from lab.services.zonefile import (
+from lab.protocols.zonedata import load_zone
+from lab.protocols.zonefile import (
     ZoneError,
     parse_record,
     render_zone,

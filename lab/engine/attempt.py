@@ -13,12 +13,13 @@ from lab.engine import control, interrupts, lifecycle
 from lab.errors import Interrupted, LabError
 from lab.model.scenario import FaultRef, Scenario
 from lab.model.scenario_check import check_scenario, forced_problems
+from lab.paths import SCENARIO_DIR
 
 TRAINEE = "playbook"
 
 
 def scenario_path(ref: str) -> Path:
-    return lifecycle.resolve_file(ref, lifecycle.SCENARIO_DIR, "scenario")
+    return lifecycle.resolve_file(ref, SCENARIO_DIR, "scenario")
 
 
 def params_models() -> dict[str, type[BaseModel]]:

@@ -30,10 +30,8 @@ from lab.engine.state import (
 )
 from lab.errors import Interrupted, LabError
 from lab.model.topology import Topology, check_topology_file, load_topology
+from lab.paths import PROJECT_ROOT, SCENARIO_DIR, TOPOLOGY_DIR  # noqa: F401 (re-exported)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
-SCENARIO_DIR = PROJECT_ROOT / "scenarios"
 UP_TIMEOUT = 60.0
 STARTING = "starting"  # `lab up`'s own PID and start time until the lab is ready
 STOPPING = "stopping"  # `lab down`'s own PID and start time while the lab goes down

@@ -13,11 +13,11 @@ MOUNT_POINT = "/usr/local/sbin"
 # command name -> python module with a main(argv) that runs inside the node, and the
 # name of that function when it is not ``main``
 NODE_COMMANDS = {
-    "netguard": "lab.services.netguard",
-    "mailq": "lab.services.mailq",
-    "netguard-alert": "lab.services.alert_cli",
-    "postqueue": "lab.services.postqueue",
-    "sendmail": "lab.services.postqueue:sendmail_main",
+    "netguard": "lab.nodecmds.netguard",
+    "mailq": "lab.protocols.mailq",
+    "netguard-alert": "lab.nodecmds.alert_cli",
+    "postqueue": "lab.nodecmds.postqueue",
+    "sendmail": "lab.nodecmds.postqueue:sendmail_main",
 }
 
 

@@ -24,7 +24,7 @@ from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
-from lab.services.tlsnames import prepare_nodes
+from lab.protocols.tlsnames import prepare_nodes
 
 
 class Supervisor:

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from dnslib import QTYPE, RCODE, DNSHeader, DNSQuestion, DNSRecord
 
 from lab.faults.base import LabContext, Repair
-from lab.services.smtpclient import SmtpError, send_message
+from lab.protocols.smtpclient import SmtpError, send_message
 
 DNS_TIMEOUT = 2.0
 

@@ -22,7 +22,7 @@ from lab.faults.base import LabContext
 from lab.model.firewall import FirewallConfig
 from lab.model.roles import Roles
 from lab.model.services import parse_service
-from lab.services.zonefile import zone_file_name
+from lab.protocols.zonefile import zone_file_name
 
 
 def _ipv4(value: str) -> str:

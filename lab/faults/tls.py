@@ -21,7 +21,7 @@ from lab.faults._checks import run_async
 from lab.faults._support import baseline_service
 from lab.faults.base import Cause, Fault, LabContext, NoParams, Repair
 from lab.model.firewall import DOMAIN
-from lab.services.tlsca import cert_names
+from lab.protocols.tlsca import cert_names
 
 # certificate names a wrong certificate may carry (RFC 2606 names, never the mail host)
 WRONG_NAMES = ("www.shop.example", "mail.corp.example", "smtp.partners.example",

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from lab.services.zonedata import ZoneData
-from lab.services.zonefile import ZoneError, parse_record, zone_origin
+from lab.protocols.zonedata import ZoneData
+from lab.protocols.zonefile import ZoneError, parse_record, zone_origin
 
 # relative names in a record are checked against a placeholder origin here; the zone
 # itself is checked against its real origin in DnsConfig

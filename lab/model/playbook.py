@@ -48,6 +48,21 @@ def _valid_regex(text: str) -> str:
     return text
 
 
+# a fact named in a string: ``${step.fact}`` (run arguments, hook args, ``because``)
+REF = re.compile(r"\$\{([a-z][a-z0-9_.-]*)\}")
+
+
+def references(value: Any) -> list[str]:
+    """The fact names a value refers to with ``${fact}``."""
+    if isinstance(value, str):
+        return REF.findall(value)
+    if isinstance(value, list):
+        return [r for v in value for r in references(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in references(v)]
+    return []
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -98,8 +113,6 @@ class Condition(Strict):
 
     def facts(self, loc: Loc) -> list[tuple[Loc, str]]:
         """Every fact name this condition reads, with its location."""
-        from lab.playbooks.conditions import references
-
         if self.fact is not None:
             out = [((*loc, "fact"), self.fact)]
             for key, alias in (("equals", "equals"), ("matches", "matches"), ("in_", "in")):
@@ -211,8 +224,6 @@ class Step(Strict):
 
     def references(self, loc: Loc) -> list[tuple[Loc, str]]:
         """The ``${fact}`` references of the step's action, with their locations."""
-        from lab.playbooks.conditions import references
-
         value = getattr(self, self.action)
         data = value.model_dump() if isinstance(value, BaseModel) else value
         out = [((*loc, self.action), r) for r in references(data)]
@@ -297,12 +308,6 @@ def check_causes(playbook: Playbook, causes: set[str] | frozenset[str]
             for i, c in enumerate(playbook.conclusions) if c.cause not in causes]
 
 
-def references(text: Any) -> list[str]:
-    from lab.playbooks.conditions import references as refs
-
-    return refs(text)
-
-
 def _unknown_node(node: str, nodes: set[str]) -> str:
     return f"unknown node '{node}' (nodes: {', '.join(sorted(nodes))})"
 
@@ -319,7 +324,7 @@ def _unknown_facts(refs: list[tuple[Loc, str]], known: set[str], hook_steps: set
 
 def topology_nodes(topology: str) -> set[str] | None:
     """The node names of a project topology, or None when it cannot be read."""
-    from lab.engine.lifecycle import TOPOLOGY_DIR
+    from lab.paths import TOPOLOGY_DIR
 
     path = TOPOLOGY_DIR / f"{topology}.yaml"
     if not path.is_file():

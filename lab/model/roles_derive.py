@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dnslib import QTYPE
 
-from lab.services.zonefile import ZoneError, parse_record
+from lab.protocols.zonefile import ZoneError, parse_record
 
 if TYPE_CHECKING:
     from lab.model.roles import RoleNames

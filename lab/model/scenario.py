@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lab.model.rubric import Rubric
 from lab.model.source import (
     FileError,
     Loc,
@@ -24,7 +25,6 @@ from lab.model.source import (
     sort_problems,
     validate,
 )
-from lab.scoring.rubric import Rubric
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 

@@ -66,7 +66,7 @@ def lab_prefix(args: argparse.Namespace, count: int) -> str:
 
 def _scenarios(args: argparse.Namespace, names: set[str]) -> list:
     from lab.engine.attempt import load
-    from lab.engine.lifecycle import SCENARIO_DIR
+    from lab.paths import SCENARIO_DIR
 
     refs = list(args.scenario)
     if args.all:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lab.model.playbook import Conclusion, Condition
+from lab.model.playbook import REF, Conclusion, Condition
 
 Facts = dict[str, Any]
-REF = re.compile(r"\$\{([a-z][a-z0-9_.-]*)\}")
 
 
 class MissingFact(LookupError):
@@ -38,17 +37,6 @@ def expand(text: str, facts: Facts) -> str:
     """``text`` with each ``${fact}`` filled in; one that no step set stays as written."""
     return REF.sub(lambda m: str(facts[m.group(1)]) if m.group(1) in facts else m.group(0),
                    text)
-
-
-def references(value: Any) -> list[str]:
-    """The fact names a value refers to with ``${fact}``."""
-    if isinstance(value, str):
-        return REF.findall(value)
-    if isinstance(value, list):
-        return [r for v in value for r in references(v)]
-    if isinstance(value, dict):
-        return [r for v in value.values() for r in references(v)]
-    return []
 
 
 def _same(value: Any, expected: Any) -> bool:

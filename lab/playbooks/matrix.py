@@ -18,9 +18,9 @@ from lab.engine.attempt import attempt_lab
 from lab.errors import LabError
 from lab.model.playbook import Playbook, load_playbook
 from lab.model.scenario import Scenario
+from lab.paths import PLAYBOOK_DIR
 from lab.playbooks.runner import PlaybookResult, StepResult, run_playbook
 
-PLAYBOOK_DIR = lifecycle.PROJECT_ROOT / "playbooks"
 # runs mostly wait: on the 2-core machine 4 jobs took half the time of 2 (bench/matrix_bench.py)
 DEFAULT_JOBS = 4
 

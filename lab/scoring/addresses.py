@@ -13,7 +13,7 @@ from dnslib import QTYPE
 
 from lab.model.services import parse_service
 from lab.model.topology import Topology
-from lab.services.zonefile import ZoneError, parse_record, zone_origin
+from lab.protocols.zonefile import ZoneError, parse_record, zone_origin
 
 AddressMap = dict[str, list[str]]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.model.rubric import Rubric
 from lab.scoring.addresses import AddressMap, nodes_addressed
 from lab.scoring.attempt import Attempt
 from lab.scoring.commands import Invocation, invocations
 from lab.scoring.items import Clock, Item
-from lab.scoring.rubric import Rubric
 
 CATEGORY = "investigation"
 # executables that look at nothing in the lab: shell housekeeping, not diagnosis

@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lab.errors import LabError
+from lab.model.rubric import Rubric
 from lab.model.scenario import Accept, Scenario
 from lab.scoring.attempt import Attempt, FaultKey, RepairResult, Submission
 from lab.scoring.items import Clock, Item, mmss
 from lab.scoring.method import investigation
-from lab.scoring.rubric import Rubric
 
 Verdict = Literal["right", "partial", "wrong", "missing"]
 GRADE = {"right": 2, "partial": 1}

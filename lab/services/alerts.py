@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.model.alerts import AlertsConfig
+from lab.protocols.fwlog import log_error
+from lab.protocols.mxlookup import DnsError, lookup_a
+from lab.protocols.smtpclient import SmtpError, send_message
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import log_error
-from lab.services.mxlookup import DnsError, lookup_a
-from lab.services.smtpclient import SmtpError, send_message
 
 SPOOL = "/var/spool/mailq"
 ENVELOPE_DIR = f"{SPOOL}/outgoing/smtp"
@@ -52,7 +52,7 @@ class SpoolError(ValueError):
 
 
 # --------------------------------------------------------------------------------------
-# The spool format, shared with ``netguard-alert`` (lab/services/alert_cli.py)
+# The spool format, shared with ``netguard-alert`` (lab/nodecmds/alert_cli.py)
 # --------------------------------------------------------------------------------------
 
 

@@ -7,17 +7,17 @@ way BIND 9.18 answers them:
 * requests are read as strictly as BIND reads them, with FORMERR for what it rejects,
   BADVERS for an EDNS version it does not speak, the DO bit copied, and UDP replies that
   fit the requestor's buffer and this server's advertised 1232 bytes
-  (:mod:`lab.services.dnswire`);
+  (:mod:`lab.protocols.dnswire`);
 * authoritative for the zones in its config (AA, NXDOMAIN/NODATA with the SOA,
   referrals with glue for delegated children, CNAME chains, wildcards, DS from the
-  parent side, additional addresses; :mod:`lab.services.zonedata`), and zone transfers
-  to the clients a zone allows (:mod:`lab.services.dnsxfr`);
+  parent side, additional addresses; :mod:`lab.protocols.zonedata`), and zone transfers
+  to the clients a zone allows (:mod:`lab.protocols.dnsxfr`);
 * in mode ``recursive``/``split``, a real iterative resolver from ``root_hints``
-  (:mod:`lab.services.resolver`) with a cache (:mod:`lab.services.dnscache`) whose
+  (:mod:`lab.protocols.resolver`) with a cache (:mod:`lab.protocols.dnscache`) whose
   TTLs count down, for clients in ``recursion_from``.
 
-TCP connections are limited per client (:mod:`lab.services.dnstcp`). Zone files are
-served from the node and re-read when they change (:mod:`lab.services.dnszones`). The
+TCP connections are limited per client (:mod:`lab.protocols.dnstcp`). Zone files are
+served from the node and re-read when they change (:mod:`lab.protocols.dnszones`). The
 cache and resolver names are re-exported here for code that imports them from this module.
 """
 from __future__ import annotations
@@ -30,9 +30,8 @@ from dnslib import QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from lab.errors import LabError
 from lab.model.dns import DnsConfig
-from lab.services.base import NodeContext, Service
-from lab.services.dnsanswer import Answerer
-from lab.services.dnscache import (
+from lab.protocols.dnsanswer import Answerer
+from lab.protocols.dnscache import (
     FORMERR,
     NOERROR,
     NOTIMP,
@@ -42,10 +41,10 @@ from lab.services.dnscache import (
     DnsCache,
     Step,
 )
-from lab.services.dnstcp import MAX_TCP_CLIENTS, MAX_TCP_PER_CLIENT, TCP_IDLE, TcpClients
-from lab.services.dnswire import EDNS_SIZE
-from lab.services.dnszones import ZoneSet, ZoneSlot
-from lab.services.resolver import (
+from lab.protocols.dnstcp import MAX_TCP_CLIENTS, MAX_TCP_PER_CLIENT, TCP_IDLE, TcpClients
+from lab.protocols.dnswire import EDNS_SIZE
+from lab.protocols.dnszones import ZoneSet, ZoneSlot
+from lab.protocols.resolver import (
     RESOLVE_TIMEOUT,
     ROOT,
     SERVER_TIMEOUT,
@@ -53,7 +52,8 @@ from lab.services.resolver import (
     Resolver,
     address_family,
 )
-from lab.services.zonefile import render_zone
+from lab.protocols.zonefile import render_zone
+from lab.services.base import NodeContext, Service
 
 __all__ = [
     "EDNS_SIZE", "FORMERR", "MAX_INFLIGHT", "MAX_TCP_CLIENTS", "MAX_TCP_PER_CLIENT",
@@ -192,7 +192,7 @@ class DnsService(Service):
 
     @property
     def zones(self) -> dict[str, ZoneSlot]:
-        """The zones served, by name (see :class:`~lab.services.dnszones.ZoneSet`)."""
+        """The zones served, by name (see :class:`~lab.protocols.dnszones.ZoneSet`)."""
         return self.zone_set.slots
 
     def reload_zones(self) -> None:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from lab.errors import LabError
 from lab.model.firewall import FirewallConfig
+from lab.protocols.fwlog import ConnLog, SourceNat, StaticEntry, log_error
+from lab.protocols.nftrules import FILTER_TABLE, NAT_TABLE, FirewallAddresses, render_ruleset
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import ConnLog, SourceNat, StaticEntry, log_error
-from lab.services.nftrules import FILTER_TABLE, NAT_TABLE, FirewallAddresses, render_ruleset
 
 Runner = Callable[[list[str], "str | None"], tuple[int, str, str]]
 

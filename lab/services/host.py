@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab.engine.layout import NodeFiles
 from lab.errors import LabError
 from lab.model.services import parse_service
 from lab.model.topology import Topology
+from lab.protocols.tlsca import LabCa
 from lab.services.base import NodeContext, Service
 from lab.services.netns import node_runner, socket_factory
 from lab.services.registry import FACTORIES, NodeRuntime, mail_size_limits
-from lab.services.tlsca import LabCa
+
+if TYPE_CHECKING:
+    from lab.engine.layout import NodeFiles
 
 HEALTH_TIMEOUT = 5.0
 

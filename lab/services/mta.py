@@ -6,9 +6,9 @@ offers STARTTLS with the lab CA's certificate for its name, and logs what it doe
 node's ``/var/log/mail.log`` in Postfix's words, because reading that log is part of what
 the lab teaches.
 
-The protocol is :mod:`lab.services.smtpd` (this module gives it the policy: who may send
-what to whom), the queue :mod:`lab.services.mtaqueue`, the delivery agents
-:mod:`lab.services.delivery`, the log wording :mod:`lab.services.maillog`. Everything runs
+The protocol is :mod:`lab.protocols.smtpd` (this module gives it the policy: who may send
+what to whom), the queue :mod:`lab.protocols.mtaqueue`, the delivery agents
+:mod:`lab.protocols.delivery`, the log wording :mod:`lab.protocols.maillog`. Everything runs
 on the supervisor's loop (no threads).
 """
 from __future__ import annotations
@@ -22,20 +22,20 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from lab.model.mta import MtaConfig
-from lab.services import mailq
-from lab.services.base import NodeContext, Service
-from lab.services.maillog import (
+from lab.protocols import mailq
+from lab.protocols.maillog import (
     PseudoPids,
     log_client,
     log_message_id,
     log_reject,
     syslog_line,
 )
-from lab.services.mailq import QueueEntry
-from lab.services.mbox import message_id_of, received_header
-from lab.services.mtaqueue import QueueManager
-from lab.services.smtpd import Session, Smtpd, SmtpdHooks
-from lab.services.tlsca import TRUST_BUNDLE, ServerTls, client_context
+from lab.protocols.mailq import QueueEntry
+from lab.protocols.mbox import message_id_of, received_header
+from lab.protocols.mtaqueue import QueueManager
+from lab.protocols.smtpd import Session, Smtpd, SmtpdHooks
+from lab.protocols.tlsca import TRUST_BUNDLE, ServerTls, client_context
+from lab.services.base import NodeContext, Service
 
 MAIL_LOG = "/var/log/mail.log"
 MAIL_DIR = "/var/mail"

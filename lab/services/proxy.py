@@ -13,8 +13,8 @@
 
 Every proxied session writes one line to the connection log when it starts: ``Xr``
 inbound (proxied and relayed to an inside server), ``X`` outbound, whatever happens
-next; relay failures go to the error log. The SMTP itself is :mod:`lab.services.smtpd`
-with the hooks of :mod:`lab.services.proxyrelay`. Sockets come only from
+next; relay failures go to the error log. The SMTP itself is :mod:`lab.protocols.smtpd`
+with the hooks of :mod:`lab.protocols.proxyrelay`. Sockets come only from
 ``node.socket()``; relay connections carry the packet mark ``PROXY_MARK`` that the
 firewall's output chain lets through.
 """
@@ -28,11 +28,11 @@ import struct
 
 from lab.model.firewall import FirewallConfig
 from lab.model.mta import MESSAGE_SIZE_LIMIT
+from lab.protocols.fwlog import log_error, log_proxy
+from lab.protocols.proxyrelay import ProxyHooks, Route
+from lab.protocols.smtpd import Session, Smtpd
+from lab.protocols.tlsca import TRUST_BUNDLE, ServerTls, client_context
 from lab.services.base import NodeContext, Service
-from lab.services.fwlog import log_error, log_proxy
-from lab.services.proxyrelay import ProxyHooks, Route
-from lab.services.smtpd import Session, Smtpd
-from lab.services.tlsca import TRUST_BUNDLE, ServerTls, client_context
 
 log = logging.getLogger(__name__)
 

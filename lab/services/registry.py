@@ -12,15 +12,15 @@ from typing import Any
 
 from lab.model.services import parse_service
 from lab.model.topology import Node, Topology
+from lab.protocols.nftrules import FirewallAddresses
+from lab.protocols.tlsca import LabCa
+from lab.protocols.tlsnames import node_tls, server_names
 from lab.services.alerts import AlertMailer
 from lab.services.base import NodeContext, Service
 from lab.services.dns import DnsService
 from lab.services.firewall import FirewallService
 from lab.services.mta import MtaService
-from lab.services.nftrules import FirewallAddresses
 from lab.services.proxy import SmtpProxy
-from lab.services.tlsca import LabCa
-from lab.services.tlsnames import node_tls, server_names
 
 Runner = Callable[[list[str], str | None], tuple[int, str, str]]
 

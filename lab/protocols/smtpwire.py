@@ -1,7 +1,7 @@
 """SMTP on the wire, as Postfix's smtpd reads it: lines, addresses and parameters.
 
 Pure helpers (no I/O but ``read_line``), shared by the lab's SMTP server engine
-(:mod:`lab.services.smtpd`). The limits are Postfix's defaults: ``line_length_limit``
+(:mod:`lab.protocols.smtpd`). The limits are Postfix's defaults: ``line_length_limit``
 2048 for commands (the rest of a longer command line is skipped, Postfix 3.7 answers
 the truncated command) and no limit on the length of a message line (Postfix stores long
 lines in pieces of 2048 and joins them again on delivery).

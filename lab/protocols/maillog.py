@@ -10,7 +10,7 @@ import random
 import ssl
 from datetime import datetime
 
-from lab.services.smtpwire import printable
+from lab.protocols.smtpwire import printable
 
 
 def syslog_line(when: datetime, host: str, program: str, pid: int, message: str) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-from lab.services.maillog import client_name
+from lab.protocols.maillog import client_name
 
 FIRST_UID = 2001  # the n-th user of a mail server's ``users`` list has uid FIRST_UID + n
 MAIL_GID = 8  # Debian's group "mail", which owns /var/mail

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.services.maillog import tls_summary
-from lab.services.tlsca import peer_trust
+from lab.protocols.maillog import tls_summary
+from lab.protocols.tlsca import peer_trust
 
 SMTP_LINE_LENGTH_LIMIT = 998  # Postfix smtp_line_length_limit
 TLS_LEVELS = ("none", "may", "encrypt", "verify")

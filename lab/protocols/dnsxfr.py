@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from dnslib import QTYPE, RR, DNSBuffer, DNSHeader, DNSRecord
 
-from lab.services.dnswire import FORMERR, Query, error_reply, opt_record
-from lab.services.zonedata import ZoneData
+from lab.protocols.dnswire import FORMERR, Query, error_reply, opt_record
+from lab.protocols.zonedata import ZoneData
 
 REFUSED, NOTAUTH = 5, 9
 MESSAGE_SIZE = 20480  # BIND's transfer-message-size

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.services.base import NodeContext
+from lab.protocols.node import NodeContext
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ NLA_TYPE_MASK = 0x3FFF
 
 COPY_RANGE = 128
 DEDUP_SECONDS = 30.0
-STATIC_MARK_BASE = 0x4E470000  # must match lab.services.nftrules
+STATIC_MARK_BASE = 0x4E470000  # must match lab.protocols.nftrules
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 VERDICTS = ("P", "D", "X", "Xr")

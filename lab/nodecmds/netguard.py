@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.services.fwlog import CONN_LOG
+from lab.protocols.fwlog import CONN_LOG
 
 NO_LOG = "netguard: no connection log (is this the firewall?)"
 

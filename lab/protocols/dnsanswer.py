@@ -13,8 +13,8 @@ import asyncio
 from dnslib import QTYPE, RR, A, DNSLabel, DNSQuestion, DNSRecord
 
 from lab.model.dns import DnsConfig
-from lab.services.dnscache import FORMERR, NOTIMP, REFUSED, SERVFAIL
-from lab.services.dnswire import (
+from lab.protocols.dnscache import FORMERR, NOTIMP, REFUSED, SERVFAIL
+from lab.protocols.dnswire import (
     BADVERS,
     Drop,
     FormErr,
@@ -25,11 +25,11 @@ from lab.services.dnswire import (
     render,
     reply_header,
 )
-from lab.services.dnsxfr import transfer
-from lab.services.dnszones import ZoneSet
-from lab.services.resolver import HINT_TTL, Resolver
-from lab.services.zonedata import Lookup
-from lab.services.zonefile import zone_origin
+from lab.protocols.dnsxfr import transfer
+from lab.protocols.dnszones import ZoneSet
+from lab.protocols.resolver import HINT_TTL, Resolver
+from lab.protocols.zonedata import Lookup
+from lab.protocols.zonefile import zone_origin
 
 
 class Answerer:

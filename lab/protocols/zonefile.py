@@ -5,7 +5,7 @@ parentheses, comments), tightened so that a record dnslib would silently accept 
 mangle (``A 999.1.1.1``, an MX without a preference, trailing junk, an unknown type)
 fails with a message that quotes the record.
 
-A loaded zone and its lookups live in :mod:`lab.services.zonedata`.
+A loaded zone and its lookups live in :mod:`lab.protocols.zonedata`.
 """
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from lab.services import mailq
-from lab.services.mtaqueue import TRIGGER_FIFO
+from lab.protocols import mailq
+from lab.protocols.mtaqueue import TRIGGER_FIFO
 
 EX_USAGE, EX_UNAVAILABLE, EX_TEMPFAIL = 64, 69, 75
 

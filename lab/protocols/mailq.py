@@ -5,7 +5,7 @@ A queued message is one file ``/var/spool/postfix/<queue>/<QUEUE ID>`` (queue
 on the first line, then the message exactly as received. The files outlive the service,
 so a restart finds its queue again, and a trainee can look at them from the node.
 
-Run inside a node: ``python -m lab.services.mailq`` (``--root DIR`` prefixes paths).
+Run inside a node: ``python -m lab.protocols.mailq`` (``--root DIR`` prefixes paths).
 """
 from __future__ import annotations
 

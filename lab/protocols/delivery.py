@@ -1,7 +1,7 @@
 """Delivery agents of the MTA: ``local`` (append to a mailbox) and ``smtp`` (MX lookup,
 then SMTP to each address in turn, with STARTTLS as the destination's TLS level says).
 
-Each returns an ``Outcome`` per recipient; the queue manager (:mod:`lab.services.mtaqueue`)
+Each returns an ``Outcome`` per recipient; the queue manager (:mod:`lab.protocols.mtaqueue`)
 logs it and decides what happens to the message.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.services.mbox import MailboxBusy, append_locked, mailbox_owner, mbox_entry
-from lab.services.mxlookup import DnsError, lookup_mx
-from lab.services.smtpclient import Reply, SmtpError, TlsPolicy, send_message
+from lab.protocols.mbox import MailboxBusy, append_locked, mailbox_owner, mbox_entry
+from lab.protocols.mxlookup import DnsError, lookup_mx
+from lab.protocols.smtpclient import Reply, SmtpError, TlsPolicy, send_message
 
 if TYPE_CHECKING:
-    from lab.services.mailq import QueueEntry
+    from lab.protocols.mailq import QueueEntry
     from lab.services.mta import MtaService
 
 MAIL_DIR = "/var/mail"

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lab.services.fwlog import log_error
-from lab.services.mbox import received_header
-from lab.services.nftrules import PROXY_MARK
-from lab.services.smtpclient import Reply, SmtpClient, SmtpError, TlsPolicy
-from lab.services.smtpd import Session, SmtpdHooks
+from lab.protocols.fwlog import log_error
+from lab.protocols.mbox import received_header
+from lab.protocols.nftrules import PROXY_MARK
+from lab.protocols.smtpclient import Reply, SmtpClient, SmtpError, TlsPolicy
+from lab.protocols.smtpd import Session, SmtpdHooks
 
 if TYPE_CHECKING:
     from lab.services.proxy import SmtpProxy

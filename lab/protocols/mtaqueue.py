@@ -16,9 +16,9 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any
 
-from lab.services import mailq
-from lab.services.delivery import Outcome, deliver_local, deliver_remote
-from lab.services.maillog import (
+from lab.protocols import mailq
+from lab.protocols.delivery import Outcome, deliver_local, deliver_remote
+from lab.protocols.maillog import (
     log_bounce,
     log_delivery,
     log_expired,
@@ -26,8 +26,8 @@ from lab.services.maillog import (
     log_queued,
     log_removed,
 )
-from lab.services.mailq import QueueEntry
-from lab.services.mbox import bounce_message, message_id_of
+from lab.protocols.mailq import QueueEntry
+from lab.protocols.mbox import bounce_message, message_id_of
 
 if TYPE_CHECKING:
     from lab.services.mta import MtaService

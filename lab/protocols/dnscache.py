@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RR, DNSLabel
 
-from lab.services.zonefile import parse_records
+from lab.protocols.zonefile import parse_records
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RR, DNSLabel
 
-from lab.services.zonefile import ZoneError, parse_records, zone_origin
+from lab.protocols.zonefile import ZoneError, parse_records, zone_origin
 
 NXDOMAIN = 3
 _WILD = b"*"

@@ -1,7 +1,7 @@
 """The DNS service's iterative resolver: root hints, referrals, glue, lame servers.
 
 It asks upstream servers over sockets made in the node's namespace and keeps what it
-learns in a :class:`~lab.services.dnscache.DnsCache` shared with the service.
+learns in a :class:`~lab.protocols.dnscache.DnsCache` shared with the service.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from dnslib import AAAA, EDNS0, NS, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from lab.services.base import SocketFactory
-from lab.services.dnscache import NOERROR, NXDOMAIN, SERVFAIL, DnsCache, Step
-from lab.services.dnswire import EDNS_SIZE
+from lab.protocols.dnscache import NOERROR, NXDOMAIN, SERVFAIL, DnsCache, Step
+from lab.protocols.dnswire import EDNS_SIZE
+from lab.protocols.node import SocketFactory
 
 ROOT = DNSLabel(".")
 

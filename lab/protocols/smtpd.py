@@ -21,8 +21,8 @@ import ssl
 from dataclasses import dataclass, field
 
 from lab.model.mta import MESSAGE_SIZE_LIMIT
-from lab.services.maillog import client_name, log_disconnect, tls_summary
-from lab.services.smtpwire import (
+from lab.protocols.maillog import client_name, log_disconnect, tls_summary
+from lab.protocols.smtpwire import (
     LINE_LENGTH_LIMIT,
     Token,
     extract_address,

@@ -13,9 +13,9 @@ from pathlib import Path
 from dnslib import DNSLabel
 
 from lab.errors import LabError
-from lab.services.base import NodeContext
-from lab.services.zonedata import ZoneData, load_zone
-from lab.services.zonefile import ZoneError, zone_file_name
+from lab.protocols.node import NodeContext
+from lab.protocols.zonedata import ZoneData, load_zone
+from lab.protocols.zonefile import ZoneError, zone_file_name
 
 NAMED_LOG = "/var/log/named.log"
 

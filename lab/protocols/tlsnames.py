@@ -12,8 +12,8 @@ from pathlib import Path
 
 from lab.model.services import parse_service
 from lab.model.topology import Node, Topology
-from lab.services.mbox import passwd_lines
-from lab.services.tlsca import LabCa, ServerTls, prepare_lab_tls
+from lab.protocols.mbox import passwd_lines
+from lab.protocols.tlsca import LabCa, ServerTls, prepare_lab_tls
 
 CA_DIR = "tls"  # under the lab's state directory, which no node can see
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from lab.services.base import NodeContext
+from lab.protocols.node import NodeContext
 
 NXDOMAIN = "nxdomain"
 NODATA = "nodata"
