@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -162,68 +161,45 @@ def render_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _node_target(args: argparse.Namespace) -> tuple[str, list[str], dict[str, str]]:
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
     from lab.engine import lifecycle, nodeexec
 
     lifecycle.require_root()
     lifecycle.require_dependencies()
     lab = lifecycle.pick_lab(args.lab)
-    prefix, env = nodeexec.enter(lab, args.node)
-    return lab, prefix, env
-
-
-def cmd_exec(args: argparse.Namespace) -> int:
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    if not cmd:
-        raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
-    from lab.engine.nodeexec import record
-
-    lab, enter, env = _node_target(args)
-    record(lab, args.node, cmd)
     sys.stdout.flush()
-    os.execvpe(enter[0], enter + cmd, env)
-    return 127  # not reached
-
-
-HISTORY_FD = 63
+    return nodeexec.execute(lab, args.node, cmd)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    """An interactive shell in the node; each command line typed is recorded.
+    """An interactive shell in the node on a terminal of the node's own, relayed to this
+    one; each command line typed is recorded."""
+    import threading
 
-    bash writes its last history line to a pipe after every command (PROMPT_COMMAND);
-    this process stays outside the node, reads the pipe and records the lines.
-    """
-    import shlex
-    import signal
+    from lab.engine import lifecycle, nodeexec, nodeshell, relay
 
-    from lab.engine.nodeexec import record
-
-    lab, enter, env = _node_target(args)
-    env.update({"PS1": f"[{lab}:{args.node}] \\w\\$ ", "HISTFILE": "/dev/null",
-                "PROMPT_COMMAND": f"history 1 >&{HISTORY_FD} 2>/dev/null"})
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        os.dup2(write_fd, HISTORY_FD, inheritable=True)
-        os.chdir("/root")  # not wherever `lab` was started (e.g. the project's tree)
-        os.execvpe(enter[0], enter + ["bash", "--norc", "-i"], env)
-    os.close(write_fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the shell
-    with os.fdopen(read_fd, "r", errors="replace") as history:
-        last = None
-        for line in history:
-            parts = line.strip().split(None, 1)
-            if len(parts) == 2 and parts[0].isdigit() and parts[0] != last:
-                last = parts[0]
-                try:
-                    argv = shlex.split(parts[1])
-                except ValueError:
-                    argv = [parts[1]]
-                record(lab, args.node, argv)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    lifecycle.require_root()
+    lifecycle.require_dependencies()
+    lab = lifecycle.pick_lab(args.lab)
+    init = lifecycle.node_init(lab, args.node)
+    shell = nodeshell.open_shell(init, lab, args.node, nodeexec.node_env(lab, args.node),
+                                 *relay.window_size(0))
+    try:
+        threading.Thread(target=lambda: [nodeexec.record(lab, args.node, argv)
+                                         for argv in shell.commands()], daemon=True).start()
+        old = relay.forward_signals(lambda _signum: shell.close())
+        try:
+            relay.terminal(shell.master)
+            code = shell.wait()
+        finally:
+            relay.restore_signals(old)
+    finally:
+        shell.close()
+    lifecycle.check_node_up(lab, args.node, what="the shell")
+    return relay.exit_code(code)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -41,6 +41,9 @@ DEPENDENCIES = {
     "ifconfig": "net-tools",
     "mount": "mount",
     "sysctl": "procps",
+    "bwrap": "bubblewrap",
+    "nsenter": "util-linux",
+    "setpriv": "util-linux",
 }
 
 
@@ -268,16 +271,48 @@ def clean(lab: str | None = None) -> list[Cleaned]:
     return [clean_one(name) for name in names if not is_running(name) and not is_starting(name)]
 
 
-def node_pid(lab: str, node: str) -> int:
-    """The PID whose namespaces are the node's, checked against the record."""
+def node_init(lab: str, node: str) -> int:
+    """The host PID of a node's sealed init (what a person's command joins), checked
+    against the record."""
     state = LabState.load(lab)
     rec = state.nodes.get(node)
     if rec is None or rec.kind != "host":
         hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
         raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
-    if not rec.proc.alive() or netns_inode(rec.pid) != rec.netns:
+    if not rec.init_proc.alive() or netns_inode(rec.init) != rec.netns:
         raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
-    return rec.pid
+    return rec.init
+
+
+def check_node_up(lab: str, node: str, what: str, wait: float = 1.0) -> None:
+    """After a shell or command in a node ended: raise if it ended because the lab (or the
+    node) went down, so that nobody mistakes it for a normal exit. A node going down is
+    seen through its init: gone, or exiting (the kernel is killing its processes)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            running = is_running(lab)
+            init = LabState.load(lab).nodes[node].init_proc if running else None
+        except (LabError, KeyError):
+            running, init = False, None
+        if not running:
+            raise LabError(f"lab {lab} went down; {what} in {node} has ended")
+        if init is None or not init.alive() or _exiting(init.pid):
+            if time.monotonic() < deadline:
+                time.sleep(0.02)  # `lab down` may be under way: let it say so
+                continue
+            raise LabError(f"node {node} of lab {lab} went down; {what} has ended")
+        return
+
+
+def _exiting(pid: int) -> bool:
+    """The kernel's PF_EXITING flag: a node's init stays "alive" while the kernel kills
+    the rest of its PID namespace."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return bool(int(fields[6]) & 0x4)
 
 
 def load(ref: str) -> Topology:

@@ -15,6 +15,7 @@ NODE_COMMANDS = {
     "netguard": "lab.services.netguard",
     "mailq": "lab.services.mailq",
     "netguard-alert": "lab.services.alert_cli",
+    "lab": "lab.cli",  # the trainee verbs, through the node's trainee channel
 }
 
 

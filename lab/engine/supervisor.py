@@ -34,22 +34,28 @@ class Supervisor:
         self.state = LabState(lab, topo.name, source, time.time(), ProcRef.of(os.getpid()))
         self.files = {n: NodeFiles(n, self.dir / "nodes" / n) for n in topo.nodes}
         self.network = None
+        self.inits: dict[str, ProcRef] = {}  # node -> its sealed init (lab.engine.seal)
         self.services = None
         self.exercise = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
         from lab.engine.network import build
+        from lab.engine.seal import seal_all
 
         self.state.save()  # the supervisor is on record before anything else exists
         for name, node in self.topo.nodes.items():
             self.files[name].create(node)
         write_node_bin(self.dir / "bin")
         started = time.monotonic()
-        self.network = build(self.topo, self.files, self.dir / "bin")
-        self.state.nodes = self.network.records()
+        self.network = build(self.topo, self.files)
+        built = time.monotonic()
+        pids = {name: host.pid for name, host in self.network.hosts.items()}
+        self.inits = seal_all(pids, self.files, self.dir / "bin")
+        self.state.nodes = self.network.records(self.inits)
         self.state.save()
-        print(f"network built in {time.monotonic() - started:.3f} s", flush=True)
+        print(f"network built in {built - started:.3f} s, nodes sealed in "
+              f"{time.monotonic() - built:.3f} s", flush=True)
 
     async def start_services(self) -> None:
         from lab.services.host import ServiceHost
@@ -227,6 +233,9 @@ class Supervisor:
     def teardown(self) -> None:
         from lab.engine.network import stop_shells
 
+        for init in self.inits.values():  # the kernel ends every process of the node
+            if init.alive():
+                os.kill(init.pid, signal.SIGKILL)
         if self.network is not None:
             stop_shells(self.network)
         netns = {rec.netns for rec in self.state.nodes.values()}
