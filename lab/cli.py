@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from lab import exercise_cli
+from lab import access, exercise_cli
 from lab.errors import LabError
 from lab.playbooks import cli as playbook_cli
 
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in access.TRAINEE_COMMANDS:
+            access.require_instructor(args.command)
         return COMMANDS[args.command](args) or 0
     except LabError as e:
         print(f"lab: error: {e.message}", file=sys.stderr)
@@ -99,6 +101,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
     from lab.engine.state import LabState, lab_names
 
+    if not access.is_instructor():
+        return _trainee_ls(args)
     lifecycle.require_root()
     rows = []
     for lab in lab_names():
@@ -124,6 +128,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
         state = {"dead": "dead (run `lab clean`)"}.get(r["state"], r["state"])
         since = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r["created"] else "-"
         print(f"{r['lab']:<24} {r['topology']:<16} {state:<28} {since}")
+    return 0
+
+
+def _trainee_ls(args: argparse.Namespace) -> int:
+    from lab.trainee_cli import list_labs
+
+    rows = list_labs()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print("no lab of yours is running")
+    for r in rows if not args.json else []:
+        print(f"{r['lab']:<24} nodes: {', '.join(r['nodes'])}")
     return 0
 
 
@@ -165,13 +182,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
+    sys.stdout.flush()
+    if not access.is_instructor():
+        from lab.trainee_cli import execute
+
+        return execute(args.lab, args.node, cmd)
     from lab.engine import lifecycle, nodeexec
 
     lifecycle.require_root()
     lifecycle.require_dependencies()
-    lab = lifecycle.pick_lab(args.lab)
-    sys.stdout.flush()
-    return nodeexec.execute(lab, args.node, cmd)
+    return nodeexec.execute(lifecycle.pick_lab(args.lab), args.node, cmd)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -181,6 +201,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
     from lab.engine import lifecycle, nodeexec, nodeshell, relay
 
+    if not access.is_instructor():
+        from lab.trainee_cli import shell
+
+        return shell(args.lab, args.node)
     lifecycle.require_root()
     lifecycle.require_dependencies()
     lab = lifecycle.pick_lab(args.lab)
@@ -203,11 +227,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lab.engine import control, lifecycle
-
-    lifecycle.require_root()
-    lab = lifecycle.pick_lab(args.lab)
-    results = control.request(lab, "probe", names=args.probes or None)
+    results = access.ask(args.lab, "probe", names=args.probes or None)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
@@ -218,11 +238,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from lab.engine import control, lifecycle
-
-    lifecycle.require_root()
-    lab = lifecycle.pick_lab(args.lab)
-    print(control.request(lab, "service", node=args.node, kind=args.kind, action=args.action))
+    print(access.ask(args.lab, "service", node=args.node, kind=args.kind, action=args.action))
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lab import access
 from lab.errors import LabError
 
 
@@ -38,29 +39,42 @@ def add_parsers(sub, add_lab) -> None:
     add_lab(p)
 
 
-def _lab(args: argparse.Namespace) -> str:
-    from lab.engine import lifecycle
-
-    lifecycle.require_root()
-    return lifecycle.pick_lab(args.lab)
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
     from lab.engine.attempt import load, start_attempt
     from lab.faults import CATALOG
 
     lifecycle.require_root()
+    uid = trainee_uid(args.trainee)
     path, scenario = load(args.scenario)
     for name in args.fault:
         if name not in CATALOG:
             raise LabError(f"unknown fault '{name}'", hint="`lab faults` lists them")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     lab = args.lab or scenario.name
-    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=args.fault)
-    print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
+    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=args.fault,
+                           uid=uid)
+    # the seed is for the instructor's eyes only: with it and the scenario's pools the
+    # draw can be computed (a trainee never runs `lab start`)
+    print(f"lab {lab} is up; scenario {scenario.name} (seed {seed}); trainee {args.trainee}\n")
+    if uid != 0 and not lifecycle.proc_hides_processes():
+        print("warning: /proc is not mounted with hidepid=invisible: users of this machine "
+              "can see the lab's own commands while they run (see docs/security.md)",
+              file=sys.stderr)
     print(render_ticket(ticket))
     return 0
+
+
+def trainee_uid(name: str) -> int:
+    """The Unix user an attempt is bound to: they may work on it without root."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise LabError(f"no Unix user '{name}'",
+                       hint="the trainee must be a user of this machine (useradd NAME), "
+                            "or leave --trainee out") from None
 
 
 def render_ticket(t: dict) -> str:
@@ -74,16 +88,14 @@ def render_ticket(t: dict) -> str:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
-    from lab.engine import control
 
-    print(render_ticket(control.request(_lab(args), "ticket")))
+    print(render_ticket(access.ask(args.lab, "ticket")))
     return 0
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
-    from lab.engine import control
 
-    h = control.request(_lab(args), "hint")
+    h = access.ask(args.lab, "hint")
     print(f"hint {h['index']}/{h['of']} (-{h['cost']} points): {h['text']}")
     return 0
 
@@ -115,11 +127,10 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from lab.engine import control
     from lab.scoring.causes import get_cause
 
     get_cause(args.cause)
-    r = control.request(_lab(args), "submit", cause=args.cause, node=args.node)
+    r = access.ask(args.lab, "submit", cause=args.cause, node=args.node)
     verdict = {"right": "right", "partial": "partially right (cause or node)",
                "wrong": "wrong"}[r["verdict"]]
     print(f"diagnosis {args.cause} on {args.node}: {verdict}; "
@@ -128,18 +139,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from lab.engine import control
     from lab.engine.state import results_root
 
+    if not access.is_instructor():
+        if args.results:
+            raise LabError("--results is for instructors: attempt records are private")
+        r = access.ask(args.lab, "score", html=bool(args.html))
+        return _show_score(args, r)
     results = Path(args.results) if args.results else results_root()
-    results.mkdir(parents=True, exist_ok=True)
-    r = control.request(_lab(args), "score", timeout=120, results=str(results.resolve()))
+    r = access.ask(args.lab, "score", timeout=120, results=str(results.resolve()))
+    return _show_score(args, r)
+
+
+def _show_score(args: argparse.Namespace, r: dict) -> int:
     if args.html:
         Path(args.html).write_text(r["html"])
     if args.json:
         print(json.dumps(r["json"], indent=1))
     else:
         print(r["text"])
+    if r.get("path"):
         print(f"\nattempt record: {r['path']}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

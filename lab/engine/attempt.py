@@ -26,15 +26,17 @@ def load(ref: str) -> tuple[Path, Scenario]:
 
 
 def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
-                  trainee: str = TRAINEE, faults: list[str] | None = None) -> dict[str, Any]:
+                  trainee: str = TRAINEE, faults: list[str] | None = None,
+                  uid: int | None = None) -> dict[str, Any]:
     """Up the lab and start the attempt (``faults`` forces faults instead of the seed's
-    draw); returns the ticket. A failed start leaves no lab."""
+    draw); returns the ticket. ``uid``: the Unix user who may work on it without root
+    (the trainee channel). A failed start leaves no lab."""
     state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
                          overrides=scenario.overrides or None)
     try:
         return control.request(state.lab, "attempt_start", timeout=60,
                                scenario=str(path.resolve()), seed=seed, faults=faults or [],
-                               trainee=trainee)
+                               trainee=trainee, uid=uid)
     except BaseException:
         lifecycle.down(state.lab)
         raise

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from lab.engine import control
+from lab.engine.channel import public_socket
 from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
 from lab.engine.state import (
     NODE_PATH,
@@ -51,6 +52,20 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (it creates network namespaces)",
                        hint="run it with sudo")
+
+
+def proc_hides_processes() -> bool:
+    """Whether the host's /proc hides other users' processes (hidepid=invisible or 2)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 3 and fields[1] == "/proc" and fields[2] == "proc":
+            opts = fields[3].split(",")
+            return "hidepid=invisible" in opts or "hidepid=2" in opts
+    return False
 
 
 def require_dependencies() -> None:
@@ -140,8 +155,10 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
 
 def _claim(lab: str) -> None:
     root = state_root()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    # trainees may pass through (to the trainee channel's sockets), not list it; every
+    # lab's own directory stays root-only
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(root, 0o711)
     try:
         lab_dir(lab).mkdir(mode=0o700)
         me = ProcRef.of(os.getpid())
@@ -258,6 +275,7 @@ def _remove(lab: str, netns: set[int]) -> int:
     if left:
         raise LabError(f"lab '{lab}': processes {left} would not stop")
     shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    public_socket(lab).unlink(missing_ok=True)
     return found
 
 

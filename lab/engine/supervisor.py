@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.engine import control
+from lab.engine.channel import public_socket
 from lab.engine.layout import NodeFiles
 from lab.engine.nodebin import write_node_bin
 from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
+from lab.engine.trainee import TraineeChannel
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
 
@@ -37,6 +39,8 @@ class Supervisor:
         self.inits: dict[str, ProcRef] = {}  # node -> its sealed init (lab.engine.seal)
         self.services = None
         self.exercise = None
+        self.trainee_uid: int | None = None  # the Unix user the attempt is bound to
+        self.channel = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -92,6 +96,21 @@ class Supervisor:
 
     def op_ping(self) -> str:
         return "pong"
+
+    def init_of(self, node: Any) -> int:
+        """The host PID of a node's sealed init (what a person's command joins)."""
+        if not isinstance(node, str) or node not in self.inits:
+            raise LabError(f"unknown node '{node}' in lab '{self.lab}'",
+                           hint="nodes: " + ", ".join(sorted(self.inits)))
+        if not self.inits[node].alive():
+            raise LabError(f"node '{node}' of lab '{self.lab}' is gone")
+        return self.inits[node].pid
+
+    def kill_inits(self) -> None:
+        """End every node's sealed processes: the kernel kills each PID namespace."""
+        for init in self.inits.values():
+            if init.alive():
+                os.kill(init.pid, signal.SIGKILL)
 
     async def op_status(self) -> dict[str, Any]:
         from lab.engine.status import node_status
@@ -160,13 +179,15 @@ class Supervisor:
 
     # --- the attempt ------------------------------------------------------------------
     async def op_attempt_start(self, scenario: str, seed: int, faults: list[str],
-                               trainee: str) -> dict[str, Any]:
+                               trainee: str, uid: int | None = None) -> dict[str, Any]:
+        """Start the attempt; ``uid``: the Unix user whose trainee verbs it answers."""
         from lab.engine.exercise import Exercise
 
         if self.exercise is not None:
             raise LabError("an attempt is already running in this lab")
         self.exercise = await Exercise.start(self.lab_context(), self.lab, Path(scenario), seed,
                                              faults, trainee)
+        self.trainee_uid = uid
         return self.exercise.ticket()
 
     def _exercise(self):
@@ -213,6 +234,7 @@ class Supervisor:
         try:
             await self.serve(ready_fd)
         finally:
+            self.kill_inits()  # shells and commands end before the services do
             await self.services.stop()
 
     async def serve(self, ready_fd: int) -> None:
@@ -224,8 +246,11 @@ class Supervisor:
         old_umask = os.umask(0o077)
         server = await asyncio.start_unix_server(self.handle, path=path)
         os.umask(old_umask)
+        self.channel = TraineeChannel(self)
+        self.channel.start()
         _report(ready_fd, "ready")
         await self.stopping.wait()
+        self.channel.close()
         server.close()
         # let the reply to `down` go out before the socket disappears
         await asyncio.sleep(0)
@@ -233,14 +258,13 @@ class Supervisor:
     def teardown(self) -> None:
         from lab.engine.network import stop_shells
 
-        for init in self.inits.values():  # the kernel ends every process of the node
-            if init.alive():
-                os.kill(init.pid, signal.SIGKILL)
+        self.kill_inits()
         if self.network is not None:
             stop_shells(self.network)
         netns = {rec.netns for rec in self.state.nodes.values()}
         kill_owned(self.lab, netns)
         shutil.rmtree(self.dir, ignore_errors=True)
+        public_socket(self.lab).unlink(missing_ok=True)
 
 
 def _report(fd: int, message: str) -> None:
