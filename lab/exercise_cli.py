@@ -32,6 +32,19 @@ def add_parsers(sub, add_lab) -> None:
     p.add_argument("cause")
     p.add_argument("--node", required=True)
     add_lab(p)
+    p = sub.add_parser("results", help="(instructors) the attempt records: score, time, hints")
+    p.add_argument("--trainee", metavar="NAME")
+    p.add_argument("--scenario", metavar="NAME")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.add_argument("--results", metavar="DIR", help="where the records are")
+    p = sub.add_parser("report", help="(instructors) a recorded attempt's report again")
+    p.add_argument("attempt", help="an attempt id (from `lab results`) or a record's path")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--html", metavar="FILE")
+    p.add_argument("--results", metavar="DIR", help="where the records are")
     p = sub.add_parser("score", help="end the attempt: probes, score, report")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="FILE")
@@ -153,7 +166,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _show_score(args: argparse.Namespace, r: dict) -> int:
     if args.html:
-        Path(args.html).write_text(r["html"])
+        write_file(args.html, r["html"])
     if args.json:
         print(json.dumps(r["json"], indent=1))
     else:
@@ -163,6 +176,56 @@ def _show_score(args: argparse.Namespace, r: dict) -> int:
     return 0
 
 
-COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
+def write_file(name: str, text: str) -> None:
+    try:
+        Path(name).write_text(text)
+    except OSError as e:
+        raise LabError(f"cannot write {name}: {e.strerror}") from None
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    from lab.engine.state import results_root
+
+    return Path(args.results) if args.results else results_root()
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    import csv
+    from dataclasses import asdict
+
+    from lab import results
+
+    found = results.rows(_results_dir(args), args.trainee, args.scenario)
+    if args.json:
+        print(json.dumps([asdict(r) for r in found], indent=1))
+    elif args.csv:
+        fields = list(results.Row.__dataclass_fields__)
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in found)
+    elif not found:
+        print("no attempts recorded")
+    else:
+        print(results.table(found))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab import results
+    from lab.scoring.attempt import load
+    from lab.scoring.report import render_html, render_text, to_json
+
+    report = results.report_of(load(results.find(_results_dir(args), args.attempt)))
+    if args.json:
+        print(json.dumps(to_json(report), indent=1))
+    elif args.html:
+        write_file(args.html, render_html(report))
+        print(f"report written to {args.html}")
+    else:
+        print(render_text(report), end="")
+    return 0
+
+
+COMMANDS = {"results": cmd_results, "report": cmd_report, "start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
             "faults": cmd_faults, "scenarios": cmd_scenarios, "submit": cmd_submit,
             "score": cmd_score}

@@ -19,15 +19,15 @@ red herrings) and the word "fault" (case-insensitive, as a whole word: "default"
 not a hit).
 
 Excluded on purpose, and why:
-* the project's own source tree /work/main (PROJECT_ROOT) is visible from nodes (the
-  node commands netguard/mailq run from its virtualenv) and names every fault of the
-  catalog, but not which one is applied; it is not one of the surfaces searched;
+* the `lab` package (lab/, read-only in every node: the node commands netguard, mailq
+  and lab run from it) names every fault of the catalog, but not which one is applied;
+  it is not one of the surfaces searched (the rest of the checkout is not in the nodes);
 * under /tmp and /root, files older than the lab and entries that existed before it
-  started: the host's /tmp and /root are shared with the nodes and hold other
-  sessions' files (toolchains, docs, other engineers' playbook results) that the lab
-  never touched;
-* processes of other labs and test sessions on the same host (their names and
-  command lines may contain "fault": e.g. a lab called t-faults-...).
+  started (kept from the time nodes shared the host's /tmp and /root; a sealed node's
+  are its own and empty at start, so the filter changes nothing).
+
+Processes of other labs and test sessions are out of a node's sight (its own PID
+namespace), as is the supervisor that holds the answer key.
 
 The patterns travel on stdin into a file under /dev/shm (not searched), so neither the
 grep's arguments nor the shell's command line contains them; the `lab exec` runs with
