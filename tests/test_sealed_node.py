@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT, STATE_ROOT
 
 pytestmark = pytest.mark.root
@@ -278,7 +277,7 @@ def test_capability_raise_fails(x, script):
 @pytest.mark.parametrize("node", ["mx", "fw"])
 def test_capabilities_and_no_new_privs(x, node):
     status = x(node, "cat", "/proc/self/status").stdout
-    fields = dict(re.findall(r"^(\w+):\s+(\S+)", status, re.M))
+    fields = dict(re.findall(r"^(\w+):\s+(\S+)", status, re.MULTILINE))
     assert int(fields["CapBnd"], 16) == SEALED_CAPS
     assert int(fields["CapEff"], 16) == SEALED_CAPS
     assert int(fields["CapInh"], 16) == int(fields["CapAmb"], 16) == 0
