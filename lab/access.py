@@ -16,6 +16,8 @@ from lab.errors import LabError
 # the `lab` commands a trainee may run (the CLI's names; `lab causes` needs no lab)
 TRAINEE_COMMANDS = ("ls", "ticket", "hint", "causes", "shell", "exec", "submit", "score",
                     "verify", "service")
+# anyone may run these: they read files the caller names and touch no lab
+OPEN_COMMANDS = ("validate",)
 
 
 def is_instructor() -> bool:

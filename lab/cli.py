@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command not in access.TRAINEE_COMMANDS:
+        if args.command not in access.TRAINEE_COMMANDS + access.OPEN_COMMANDS:
             access.require_instructor(args.command)
         return COMMANDS[args.command](args) or 0
     except LabError as e:
@@ -199,7 +199,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     one; each command line typed is recorded."""
     import threading
 
-    from lab.engine import lifecycle, nodeexec, nodeshell, relay
+    from lab.engine import lifecycle, nodeshell, relay
 
     if not access.is_instructor():
         from lab.trainee_cli import shell
@@ -208,12 +208,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
     lifecycle.require_root()
     lifecycle.require_dependencies()
     lab = lifecycle.pick_lab(args.lab)
-    init = lifecycle.node_init(lab, args.node)
-    shell = nodeshell.open_shell(init, lab, args.node, nodeexec.node_env(lab, args.node),
-                                 *relay.window_size(0))
+    shell = nodeshell.open_lab_shell(lab, args.node, *relay.window_size(0))
     try:
-        threading.Thread(target=lambda: [nodeexec.record(lab, args.node, argv)
-                                         for argv in shell.commands()], daemon=True).start()
+        threading.Thread(target=nodeshell.record_commands, args=(shell,), daemon=True).start()
         old = relay.forward_signals(lambda _signum: shell.close())
         try:
             relay.terminal(shell.master)

@@ -59,6 +59,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     lifecycle.require_root()
     uid = trainee_uid(args.trainee)
+    if uid is None:
+        print(f"note: no Unix user '{args.trainee}': only root can work on this attempt",
+              file=sys.stderr)
     path, scenario = load(args.scenario)
     for name in args.fault:
         if name not in CATALOG:
@@ -70,7 +73,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     # the seed is for the instructor's eyes only: with it and the scenario's pools the
     # draw can be computed (a trainee never runs `lab start`)
     print(f"lab {lab} is up; scenario {scenario.name} (seed {seed}); trainee {args.trainee}\n")
-    if uid != 0 and not lifecycle.proc_hides_processes():
+    if uid not in (0, None) and not lifecycle.proc_hides_processes():
         print("warning: /proc is not mounted with hidepid=invisible: users of this machine "
               "can see the lab's own commands while they run (see docs/security.md)",
               file=sys.stderr)
@@ -78,16 +81,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def trainee_uid(name: str) -> int:
-    """The Unix user an attempt is bound to: they may work on it without root."""
+def trainee_uid(name: str) -> int | None:
+    """The Unix user an attempt is bound to (they may work on it without root); None when
+    the trainee's name is no user of this machine (the attempt is recorded under it)."""
     import pwd
 
     try:
         return pwd.getpwnam(name).pw_uid
     except KeyError:
-        raise LabError(f"no Unix user '{name}'",
-                       hint="the trainee must be a user of this machine (useradd NAME), "
-                            "or leave --trainee out") from None
+        return None
 
 
 def render_ticket(t: dict) -> str:

@@ -123,3 +123,23 @@ def open_shell(init: int, lab: str, node: str, env: dict[str, str], rows: int = 
         os.close(slave)
         os.close(hist_w)
     return NodeShell(lab, node, master, proc, hist_r)
+
+
+def open_lab_shell(lab: str, node: str, rows: int = 24, cols: int = 80,
+                   caller_env: dict[str, str] | None = None) -> NodeShell:
+    """``open_shell`` for a root caller outside the supervisor (`lab shell`, a web
+    terminal): the node's init from the lab's state; ``caller_env`` gives TERM, LANG...
+    (default: this process's)."""
+    from lab.engine import lifecycle, nodeexec
+
+    init = lifecycle.node_init(lab, node)
+    return open_shell(init, lab, node, nodeexec.node_env(lab, node, caller_env), rows, cols)
+
+
+def record_commands(shell: NodeShell) -> None:
+    """Record each line typed in ``shell`` in its lab's attempt, until bash exits
+    (blocking: run it in a thread of its own)."""
+    from lab.engine import nodeexec
+
+    for argv in shell.commands():
+        nodeexec.record(shell.lab, shell.node, argv)
