@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PYTHON := /usr/bin/python3
 APT_PACKAGES := mininet bridge-utils net-tools nftables iproute2 procps mount tcpdump \
 	bind9-dnsutils iputils-ping telnet netcat-openbsd swaks python3 python3-venv python3-pip \
-	util-linux bubblewrap
+	util-linux bubblewrap tmux
 
 .PHONY: install apt venv test test-fast demo bench clean-labs lint
 
