@@ -323,9 +323,9 @@ def who(request, alice) -> list[str]:
 def test_shell_prompt_commands_and_exit_status(mine, who, tmux):
     tmux.start([*who, *LAB_CMD, "shell", "--lab", mine, "mx"])
     tmux.wait_for(f"[{mine}:mx]")
-    tmux.type("hostname; tty; ps -o args= | head -1")
-    screen = tmux.wait_for("/dev/pts/0")
-    assert "\nmx\n" in screen and "bash --norc -i" in screen
+    tmux.type("hostname; tty; ps -o args= | head -1; echo DONE")
+    screen = tmux.wait_for("\nDONE")
+    assert "\nmx\n/dev/pts/0\nbash --norc -i\nDONE" in screen
     tmux.type("exit 3")
     tmux.wait_for("EXIT=3")
 
