@@ -16,8 +16,10 @@ import stat
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.model.topology import Node
+if TYPE_CHECKING:
+    from lab.model.topology import Node
 
 PRIVATE_DIRS = ("/var/mail", "/var/spool", "/var/log")
 

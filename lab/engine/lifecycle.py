@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -26,7 +27,9 @@ from lab.engine.state import (
     state_root,
 )
 from lab.errors import LabError
-from lab.model.topology import Topology, load_topology
+
+if TYPE_CHECKING:  # loaded where a topology is read: `lab exec` and the trainee verbs need none
+    from lab.model.topology import Topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = PROJECT_ROOT / "topologies"
@@ -139,6 +142,8 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
        overrides: dict | None = None) -> LabState:
     """Build a lab from a topology (with a variant and overrides laid over it) and return
     once every node is up and every service healthy."""
+    from lab.model.topology import load_topology
+
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
@@ -334,4 +339,6 @@ def _exiting(pid: int) -> bool:
 
 
 def load(ref: str) -> Topology:
+    from lab.model.topology import load_topology
+
     return load_topology(resolve_topology(ref))

@@ -29,11 +29,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.engine.layout import NodeFiles
 from lab.engine.nodebin import MOUNT_POINT
 from lab.engine.state import ProcRef
 from lab.errors import LabError
+
+if TYPE_CHECKING:  # the CLI that joins nodes need not load the models
+    from lab.engine.layout import NodeFiles
 
 # What container runtimes grant by default, minus MKNOD (no device cgroup here), plus
 # NET_ADMIN and NET_RAW (ip, nft, tc, tcpdump, ping). Never SYS_ADMIN, SYS_PTRACE,
