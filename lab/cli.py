@@ -205,6 +205,9 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+RECORD_GRACE = 2.0  # seconds `lab shell` waits, once bash has exited, for its last lines
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     """An interactive shell in the node on a terminal of the node's own, relayed to this
     one; each command line typed is recorded."""
@@ -220,14 +223,16 @@ def cmd_shell(args: argparse.Namespace) -> int:
     lifecycle.require_dependencies()
     lab = lifecycle.pick_lab(args.lab)
     shell = nodeshell.open_lab_shell(lab, args.node, *relay.window_size(0))
+    recorder = threading.Thread(target=nodeshell.record_commands, args=(shell,), daemon=True)
     try:
-        threading.Thread(target=nodeshell.record_commands, args=(shell,), daemon=True).start()
+        recorder.start()
         old = relay.forward_signals(lambda _signum: shell.close())
         try:
             relay.terminal(shell.master)
             code = shell.wait()
         finally:
             relay.restore_signals(old)
+        recorder.join(RECORD_GRACE)  # the last lines typed (a job left running may hold on)
     finally:
         shell.close()
     lifecycle.check_node_up(lab, args.node, what="the shell")

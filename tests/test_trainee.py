@@ -46,8 +46,10 @@ class User:
         return run_lab(*args, prefix=self.prefix, **kw)
 
     def remove(self) -> None:
+        """The user, their home and the attempt records made under their name."""
         subprocess.run(["userdel", "--remove", self.name], check=False,
                        capture_output=True)
+        shutil.rmtree(RESULTS / self.name, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
