@@ -90,8 +90,8 @@ def _submission(data: dict[str, Any] | None) -> Submission | None:
 
 
 def table(found: list[Row]) -> str:
-    lines = [f"{'ATTEMPT':<58} {'TRAINEE':<12} {'SCENARIO':<24} {'STARTED (UTC)':<20} "
-             f"{'TIME':>6} {'SCORE':>7} {'HINTS':>5} {'SUBM':>4}"]
+    lines = [(f"{'ATTEMPT':<58} {'TRAINEE':<12} {'SCENARIO':<24} {'STARTED (UTC)':<20} "
+              f"{'TIME':>6} {'SCORE':>7} {'HINTS':>5} {'SUBM':>4}")]
     for r in found:
         score = "-" if r.score is None else f"{r.score}/{r.max}"
         used = "-" if r.minutes is None else mmss(r.minutes * 60)
