@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import exercise_cli
+from lab import access, exercise_cli
 from lab.errors import Interrupted, LabError
 from lab.playbooks import cli as playbook_cli
 
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command not in access.TRAINEE_COMMANDS + access.OPEN_COMMANDS:
+            access.require_instructor(args.command)
         return COMMANDS[args.command](args) or 0
     except Interrupted as e:
         print(f"lab: interrupted: {e.message}", file=sys.stderr)
@@ -127,6 +129,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
     from lab.engine.state import LabState, lab_names
 
+    if not access.is_instructor():
+        return _trainee_ls(args)
     lifecycle.require_root()
     rows = []
     for lab in lab_names():
@@ -150,6 +154,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
         state = {"dead": "dead (run `lab clean`)"}.get(r["state"], r["state"])
         since = time.strftime("%H:%M:%S", time.localtime(r["created"])) if r["created"] else "-"
         print(f"{r['lab']:<24} {r['topology']:<16} {state:<28} {since}")
+    return 0
+
+
+def _trainee_ls(args: argparse.Namespace) -> int:
+    from lab.trainee_cli import list_labs
+
+    rows = list_labs()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print("no lab of yours is running")
+    for r in rows if not args.json else []:
+        print(f"{r['lab']:<24} nodes: {', '.join(r['nodes'])}")
     return 0
 
 
@@ -187,76 +204,68 @@ def render_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _node_target(args: argparse.Namespace) -> tuple[str, list[str], dict[str, str]]:
-    from lab.engine import lifecycle, nodeexec
-
-    lifecycle.require_root()
-    lifecycle.require_dependencies()
-    lab = lifecycle.pick_lab(args.lab)
-    prefix, env = nodeexec.enter(lab, args.node)
-    return lab, prefix, env
-
-
 def cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise LabError("no command given", hint="lab exec NODE -- CMD [ARGS...]")
-    from lab.engine.nodeexec import record
-
-    lab, enter, env = _node_target(args)
-    record(lab, args.node, cmd)
     sys.stdout.flush()
-    os.execvpe(enter[0], enter + cmd, env)
-    return 127  # not reached
+    if not access.is_instructor():
+        from lab.trainee_cli import execute
+
+        _exit_now(execute(args.lab, args.node, cmd))
+    from lab.engine import lifecycle, nodeexec
+
+    lifecycle.require_root()
+    lifecycle.require_dependencies()
+    _exit_now(nodeexec.execute(lifecycle.pick_lab(args.lab), args.node, cmd))
+    return 0  # not reached
 
 
-HISTORY_FD = 63
+def _exit_now(code: int) -> None:
+    """Leave with the command's status, skipping the interpreter's clean-up: nothing is
+    left to clean, and it is most of what `lab exec` would add to the command's time
+    (bench/exec_bench.py)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+RECORD_GRACE = 2.0  # seconds `lab shell` waits, once bash has exited, for its last lines
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    """An interactive shell in the node; each command line typed is recorded.
+    """An interactive shell in the node on a terminal of the node's own, relayed to this
+    one; each command line typed is recorded."""
+    import threading
 
-    bash writes its last history line to a pipe after every command (PROMPT_COMMAND);
-    this process stays outside the node, reads the pipe and records the lines.
-    """
-    import shlex
-    import signal
+    from lab.engine import lifecycle, nodeshell, relay
 
-    from lab.engine.nodeexec import record
+    if not access.is_instructor():
+        from lab.trainee_cli import shell
 
-    lab, enter, env = _node_target(args)
-    env.update({"PS1": f"[{lab}:{args.node}] \\w\\$ ", "HISTFILE": "/dev/null",
-                "PROMPT_COMMAND": f"history 1 >&{HISTORY_FD} 2>/dev/null"})
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        os.dup2(write_fd, HISTORY_FD, inheritable=True)
-        os.chdir("/root")  # not wherever `lab` was started (e.g. the project's tree)
-        os.execvpe(enter[0], enter + ["bash", "--norc", "-i"], env)
-    os.close(write_fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the shell
-    with os.fdopen(read_fd, "r", errors="replace") as history:
-        last = None
-        for line in history:
-            parts = line.strip().split(None, 1)
-            if len(parts) == 2 and parts[0].isdigit() and parts[0] != last:
-                last = parts[0]
-                try:
-                    argv = shlex.split(parts[1])
-                except ValueError:
-                    argv = [parts[1]]
-                record(lab, args.node, argv, line=parts[1])
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+        return shell(args.lab, args.node)
+    lifecycle.require_root()
+    lifecycle.require_dependencies()
+    lab = lifecycle.pick_lab(args.lab)
+    shell = nodeshell.open_lab_shell(lab, args.node, *relay.window_size(0))
+    recorder = threading.Thread(target=nodeshell.record_commands, args=(shell,), daemon=True)
+    try:
+        recorder.start()
+        old = relay.forward_signals(lambda _signum: shell.close())
+        try:
+            relay.terminal(shell.master)
+            code = shell.wait()
+        finally:
+            relay.restore_signals(old)
+        recorder.join(RECORD_GRACE)  # the last lines typed (a job left running may hold on)
+    finally:
+        shell.close()
+    lifecycle.check_node_up(lab, args.node, what="the shell")
+    return relay.exit_code(code)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lab.engine import control, lifecycle
-
-    lifecycle.require_root()
-    lab = lifecycle.pick_lab(args.lab)
-    results = control.request(lab, "probe", names=args.probes or None)
+    results = access.ask(args.lab, "probe", names=args.probes or None)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
@@ -267,11 +276,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from lab.engine import control, lifecycle
-
-    lifecycle.require_root()
-    lab = lifecycle.pick_lab(args.lab)
-    print(control.request(lab, "service", node=args.node, kind=args.kind, action=args.action))
+    print(access.ask(args.lab, "service", node=args.node, kind=args.kind, action=args.action))
     return 0
 
 

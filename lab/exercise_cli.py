@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from lab import access
 from lab.errors import Interrupted, LabError
 
 
@@ -38,18 +39,24 @@ def add_parsers(sub, add_lab) -> None:
     p.add_argument("cause")
     p.add_argument("--node", required=True)
     add_lab(p)
+    p = sub.add_parser("results", help="(instructors) the attempt records: score, time, hints")
+    p.add_argument("--trainee", metavar="NAME")
+    p.add_argument("--scenario", metavar="NAME")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.add_argument("--results", metavar="DIR", help="where the records are")
+    p = sub.add_parser("report", help="(instructors) a recorded attempt's report again")
+    p.add_argument("attempt", help="an attempt id (from `lab results`) or a record's path")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--html", metavar="FILE")
+    p.add_argument("--results", metavar="DIR", help="where the records are")
     p = sub.add_parser("score", help="end the attempt: probes, score, report")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="FILE")
     p.add_argument("--results", metavar="DIR", help="where the attempt record goes")
     add_lab(p)
-
-
-def _lab(args: argparse.Namespace) -> str:
-    from lab.engine import lifecycle
-
-    lifecycle.require_root()
-    return lifecycle.pick_lab(args.lab)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -59,18 +66,41 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     lifecycle.require_root()
     forced = [parse_forced(text) for text in args.fault]
+    uid = trainee_uid(args.trainee)
+    if uid is None:
+        print(f"note: no Unix user '{args.trainee}': only root can work on this attempt",
+              file=sys.stderr)
     path, scenario = load(args.scenario)
     check_forced(forced, scenario)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     lab = args.lab if args.lab is not None else scenario.name
-    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced)
+    ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced,
+                           uid=uid)
     try:
-        print(f"lab {lab} is up; scenario {scenario.name} (seed {seed})\n")
+        # the seed is for the instructor's eyes only: with it and the scenario's pools the
+        # draw can be computed (a trainee never runs `lab start`)
+        print(f"lab {lab} is up; scenario {scenario.name} (seed {seed}); "
+              f"trainee {args.trainee}\n")
+        if uid not in (0, None) and not lifecycle.proc_hides_processes():
+            print("warning: /proc is not mounted with hidepid=invisible: users of this "
+                  "machine can see the lab's own commands while they run (see "
+                  "docs/security.md)", file=sys.stderr)
         print(render_ticket(ticket))
     except KeyboardInterrupt:
         raise Interrupted(f"lab '{lab}' is up and the attempt has started",
                           hint="`lab ticket` shows the ticket") from None
     return 0
+
+
+def trainee_uid(name: str) -> int | None:
+    """The Unix user an attempt is bound to (they may work on it without root); None when
+    the trainee's name is no user of this machine (the attempt is recorded under it)."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
 
 
 def render_ticket(t: dict) -> str:
@@ -84,16 +114,12 @@ def render_ticket(t: dict) -> str:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
-    from lab.engine import control
-
-    print(render_ticket(control.request(_lab(args), "ticket")))
+    print(render_ticket(access.ask(args.lab, "ticket")))
     return 0
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
-    from lab.engine import control
-
-    h = control.request(_lab(args), "hint")
+    h = access.ask(args.lab, "hint")
     print(f"hint {h['index']}/{h['of']} (-{h['cost']} points): {h['text']}")
     return 0
 
@@ -140,11 +166,10 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from lab.engine import control
     from lab.scoring.causes import get_cause
 
     get_cause(args.cause)
-    r = control.request(_lab(args), "submit", cause=args.cause, node=args.node)
+    r = access.ask(args.lab, "submit", cause=args.cause, node=args.node)
     print(f"diagnosis {args.cause} on {args.node}: {submit_answer(r)}")
     return 0
 
@@ -160,24 +185,32 @@ def submit_answer(r: dict) -> str:
 def cmd_score(args: argparse.Namespace) -> int:
     """Score the attempt. The output paths are checked first: scoring closes the attempt,
     so a path that cannot be written must fail before, not lose the report after."""
-    from lab.engine import control
     from lab.engine.state import results_root
 
-    lab = _lab(args)
-    results = writable_dir(Path(args.results) if args.results else results_root(), "--results")
     html = writable_file(Path(args.html), "--html") if args.html else None
-    r = control.request(lab, "score", timeout=120, results=str(results))
+    if not access.is_instructor():
+        if args.results:
+            raise LabError("--results is for instructors: attempt records are private")
+        return _show_score(args, access.ask(args.lab, "score", html=html is not None), html)
+    results = writable_dir(Path(args.results) if args.results else results_root(), "--results")
+    r = access.ask(args.lab, "score", timeout=120, results=str(results))
+    return _show_score(args, r, html)
+
+
+def _show_score(args: argparse.Namespace, r: dict, html: Path | None) -> int:
     if args.json:
         print(json.dumps(r["json"], indent=1))
     else:
         print(r["text"])
+    if r.get("path"):  # an instructor's: a trainee is not told where records are kept
         print(f"\nattempt record: {r['path']}", file=sys.stderr if args.json else sys.stdout)
     if html is not None:
         try:
             html.write_text(r["html"])
         except OSError as e:
-            raise LabError(f"the attempt is scored (record: {r['path']}) but --html {html} "
-                           f"could not be written: {e.strerror or e}") from None
+            where = f" (record: {r['path']})" if r.get("path") else ""
+            raise LabError(f"the attempt is scored{where} but --html {html} could not be "
+                           f"written: {e.strerror or e}") from None
     return 0
 
 
@@ -208,6 +241,57 @@ def writable_file(path: Path, option: str) -> Path:
     return path
 
 
+def write_file(name: str, text: str) -> None:
+    try:
+        Path(name).write_text(text)
+    except OSError as e:
+        raise LabError(f"cannot write {name}: {e.strerror}") from None
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    from lab.engine.state import results_root
+
+    return Path(args.results) if args.results else results_root()
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    import csv
+    from dataclasses import asdict
+
+    from lab import results
+
+    found = results.rows(_results_dir(args), args.trainee, args.scenario)
+    if args.json:
+        print(json.dumps([asdict(r) for r in found], indent=1))
+    elif args.csv:
+        fields = list(results.Row.__dataclass_fields__)
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in found)
+    elif not found:
+        print("no attempts recorded")
+    else:
+        print(results.table(found))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab import results
+    from lab.scoring.attempt import load
+    from lab.scoring.report import render_html, render_text, to_json
+
+    report = results.report_of(load(results.find(_results_dir(args), args.attempt)))
+    if args.json:
+        print(json.dumps(to_json(report), indent=1))
+    elif args.html:
+        write_file(args.html, render_html(report))
+        print(f"report written to {args.html}")
+    else:
+        print(render_text(report), end="")
+    return 0
+
+
 COMMANDS = {"start": cmd_start, "ticket": cmd_ticket, "hint": cmd_hint, "causes": cmd_causes,
             "faults": cmd_faults, "scenarios": cmd_scenarios, "scenario": cmd_scenario,
-            "submit": cmd_submit, "score": cmd_score}
+            "submit": cmd_submit, "score": cmd_score, "results": cmd_results,
+            "report": cmd_report}

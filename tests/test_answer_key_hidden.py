@@ -8,9 +8,10 @@ surface a trainee can reach that the lab created or touched:
 * files: the whole /etc (the node's overlay over the host's /etc), /var/mail,
   /var/spool, /var/log and /run; files under /tmp and /root changed since the lab
   started;
-* the command lines and environments of the processes the lab runs (every process in
-  the node's network namespace and every process carrying LAB_INSTANCE=<lab>, which
-  includes the supervisor that holds the answer key);
+* the command lines and environments of the processes the node can see (every process
+  in the node's network namespace and every process carrying LAB_INSTANCE=<lab>; in a
+  sealed node these are the node's own: the supervisor that holds the answer key is in
+  no node's PID namespace, and the node's init is out of a node process's reach);
 * ``nft list ruleset``, ``ip addr``, ``ip route`` as the node sees them;
 * ``ls -A`` of /run/lab and /var/lib/lab/results, which must be empty inside a node;
 
@@ -19,15 +20,15 @@ red herrings) and the word "fault" (case-insensitive, as a whole word: "default"
 not a hit).
 
 Excluded on purpose, and why:
-* the project's own source tree /work/main (PROJECT_ROOT) is visible from nodes (the
-  node commands netguard/mailq run from its virtualenv) and names every fault of the
-  catalog, but not which one is applied; it is not one of the surfaces searched;
+* the `lab` package (lab/, read-only in every node: the node commands netguard, mailq
+  and lab run from it) names every fault of the catalog, but not which one is applied;
+  it is not one of the surfaces searched (the rest of the checkout is not in the nodes);
 * under /tmp and /root, files older than the lab and entries that existed before it
-  started: the host's /tmp and /root are shared with the nodes and hold other
-  sessions' files (toolchains, docs, other engineers' playbook results) that the lab
-  never touched;
-* processes of other labs and test sessions on the same host (their names and
-  command lines may contain "fault": e.g. a lab called t-faults-...).
+  started (kept from the time nodes shared the host's /tmp and /root; a sealed node's
+  are its own and empty at start, so the filter changes nothing).
+
+Processes of other labs and test sessions are out of a node's sight (its own PID
+namespace), as is the supervisor that holds the answer key.
 
 The patterns travel on stdin into a file under /dev/shm (not searched), so neither the
 grep's arguments nor the shell's command line contains them; the `lab exec` runs with
@@ -159,8 +160,10 @@ def test_scan_finds_what_is_there(labs):
     lab's own name in its processes' environment and an interface name in `ip addr`."""
     lab = labs.up("kh-control")
     since, old = int(time.time()) - 1, old_entries()
+    # a process of the node that the scan can read (the node's init is out of its reach)
     p = run_lab("exec", "--lab", lab, "mx", "--", "sh", "-c",
-                "echo 'queue ok canaryword' > /var/log/canary.log", env=_clean_env())
+                "echo 'queue ok canaryword' > /var/log/canary.log; "
+                "sleep 120 </dev/null >/dev/null 2>&1 &", env=_clean_env())
     assert p.returncode == 0, p.stderr
     hits = _scan(lab, "mx", ["canaryword", lab, "eth0"], since, old)
     assert any(h.startswith("HIT file /var/log/canary.log") for h in hits), hits

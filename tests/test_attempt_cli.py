@@ -187,7 +187,8 @@ def test_full_attempt(labs, tmp_path):
     checker = well_formed(html.read_text())
     assert {"html", "body", "table"} <= checker.seen
 
-    [record_path] = list(results.glob("ping-red-herring-*.json"))
+    # one folder per trainee, the file named by trainee, scenario, time (UTC) and lab
+    [record_path] = list(results.glob(f"ann/ann_ping-red-herring_*Z_{lab}.json"))
     record = json.loads(record_path.read_text())
     assert record["ticket"].startswith("Partners say they cannot reach our mail server")
     typed = [(c["node"], c["argv"]) for c in record["commands"]]

@@ -6,6 +6,7 @@ One lab (``t-build``) serves the whole module; tests that change it undo their c
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -144,6 +145,12 @@ def test_private_dirs_are_private(run, directory):
 
 
 @pytest.mark.parametrize("node", ["fw", "mx", "ext-ws"])
-def test_lab_state_is_hidden(run, lab, node):
-    assert checked(run(node, "ls", "-A", "/run/lab")) == ""
-    assert run(node, "test", "-e", f"/run/lab/{lab}/state.json").returncode == 1
+def test_lab_state_is_hidden(run, lab, node, state_root):
+    """The lab's state (control socket, state.json) and the attempt records are not in
+    the node's file system at all: its root is built from an allowlist. (The node's /run
+    is its own: it holds only the trainee channel.)"""
+    results = os.environ.get("LAB_RESULTS", "/var/lib/lab/results")
+    for path in (state_root, state_root / lab / "state.json", "/run/lab", results,
+                 "/var/lib/lab"):
+        assert run(node, "test", "-e", str(path)).returncode == 1, path
+    assert checked(run(node, "ls", "-A", "/run")).split() == ["lab-node", "lock"]

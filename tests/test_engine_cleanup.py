@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import STATE_ROOT
 
 pytestmark = pytest.mark.root
 
@@ -40,14 +41,34 @@ def wait_gone(pid: int, start: int, timeout: float = 5.0) -> bool:
     return not alive(pid, start)
 
 
+def host_pid(netns: int, node_pid: int) -> int:
+    """The host PID of the process that is ``node_pid`` in a node's own PID namespace
+    (a node's processes live in a PID namespace of their own: `$!` there is not the
+    host's number)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry.name}/ns/net").st_ino != netns:
+                continue
+            status = Path(f"/proc/{entry.name}/status").read_text()
+        except OSError:
+            continue
+        nspids = [ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")]
+        if nspids and len(nspids[0]) > 1 and nspids[0][-1] == str(node_pid):
+            return int(entry.name)
+    raise AssertionError(f"no process {node_pid} in namespace {netns}")
+
+
 def background(node_exec, lab: str, node: str, keep_marker: bool = True) -> tuple[int, int]:
     """Start a detached `sleep` in a node (optionally without the lab's env marker); its
-    PID and start time."""
+    host PID and start time."""
     strip = "" if keep_marker else "env -u LAB_INSTANCE "
     p = node_exec(lab, node, "sh", "-c",
                   f"{strip}sleep 600 </dev/null >/dev/null 2>&1 & echo $!")
     assert p.returncode == 0, p.stderr
-    pid = int(p.stdout)
+    netns = json.loads((STATE_ROOT / lab / "state.json").read_text())["nodes"][node]["netns"]
+    pid = host_pid(netns, int(p.stdout))
     return pid, start_time(pid)
 
 

@@ -15,8 +15,6 @@ pytestmark = pytest.mark.root
 
 LAB = "LAB"  # stands for the module's lab in parametrized command lines
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-NOT_ROOT = ("lab: error: the lab needs root (it creates network namespaces)\n"
-            "hint: run it with sudo\n")
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +90,45 @@ def test_exec_with_no_lab_running(lab_cli, tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["exec", "--lab", LAB, "admin", "--", "true"],
-    ["exec", "admin", "--", "true"],
     ["status", "--lab", LAB],
     ["down", "--lab", LAB],
     ["up", "mail-dmz", "--lab", "t-cli-nobody"],  # refused before it would claim the name
     ["clean"],
-    ["ls"],
-    ["shell", "--lab", LAB, "admin"],
 ], ids=lambda a: "_".join(a))
 def test_not_root_gets_one_line_error_and_hint(lab, lab_cli, node_exec, args):
+    """An instructor's verb: refused for any other user (tests/test_trainee.py has the
+    trainee's side)."""
     p = lab_cli(*[lab if a == LAB else a for a in args], prefix=NOBODY)
-    assert (p.returncode, p.stdout, p.stderr) == (1, "", NOT_ROOT)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.splitlines()[0] == (f"lab: error: `lab {args[0]}` is for instructors "
+                                        "(root on the host)")
+    assert p.stderr.splitlines()[1].startswith("hint: a trainee can run: lab ls, ticket")
     assert node_exec(lab, "admin", "true").returncode == 0  # and the lab is untouched
+
+
+@pytest.mark.parametrize("args", [
+    ["exec", "--lab", LAB, "admin", "--", "true"],
+    ["shell", "--lab", LAB, "admin"],
+], ids=lambda a: "_".join(a))
+def test_not_root_refused_on_a_lab_not_bound_to_them(lab, lab_cli, node_exec, args):
+    """A lab brought up by root with no attempt bound to a user is nobody else's."""
+    p = lab_cli(*[lab if a == LAB else a for a in args], prefix=NOBODY)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.splitlines() == [f"lab: error: lab {lab} is not yours",
+                                     "hint: `lab ls` lists your labs"]
+
+
+@pytest.mark.parametrize("args", [["exec", "admin", "--", "true"], ["ticket"]],
+                         ids=lambda a: "_".join(a))
+def test_not_root_with_no_lab_of_theirs(lab, lab_cli, args):
+    p = lab_cli(*args, prefix=NOBODY)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.splitlines()[0] == "lab: error: no lab of yours is running"
+
+
+def test_not_root_ls_lists_no_lab(lab, lab_cli):
+    p = lab_cli("ls", prefix=NOBODY)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "no lab of yours is running\n", "")
 
 
 def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:

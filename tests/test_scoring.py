@@ -433,7 +433,13 @@ def test_attempt_json_round_trip(tmp_path: Path) -> None:
     a = CASES["accept-all"]
     a.score = to_json(score(a))
     path = a.save(tmp_path / "results")
-    assert path.name == "inbound-bounces-l1-20260528T202640Z.json"
+    # one folder per trainee; trainee, scenario, start (UTC) and lab in the name
+    folder = a.folder()
+    assert path.relative_to(tmp_path / "results").parts == (
+        folder, f"{folder}_inbound-bounces_20260528T202640Z_l1.json")
+    assert "/" not in folder and " " not in folder and folder.startswith(a.trainee.split()[0])
+    assert [oct(x.stat().st_mode & 0o777) for x in (path.parent.parent, path.parent, path)] == [
+        "0o700", "0o700", "0o600"]
     assert attempt_mod.load(path) == a
     assert a.save(tmp_path / "results") == path and len(list(path.parent.iterdir())) == 1
 

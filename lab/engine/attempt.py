@@ -53,10 +53,11 @@ def check_forced(refs: list[FaultRef], scenario: Scenario) -> None:
 
 
 def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
-                  trainee: str = TRAINEE, faults: list[FaultRef] | None = None
-                  ) -> dict[str, Any]:
+                  trainee: str = TRAINEE, faults: list[FaultRef] | None = None,
+                  uid: int | None = None) -> dict[str, Any]:
     """Up the lab and start the attempt (``faults`` forces faults instead of the seed's
-    draw); returns the ticket. A failed start leaves no lab."""
+    draw); returns the ticket. ``uid``: the Unix user who may work on it without root
+    (the trainee channel). A failed start leaves no lab."""
     try:
         state = lifecycle.up(scenario.topology, lab, variant=scenario.variant,
                              overrides=scenario.overrides or None)
@@ -70,7 +71,7 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
         return control.request(state.lab, "attempt_start", timeout=60,
                                scenario=str(path.resolve()), seed=seed,
                                faults=[f.model_dump() for f in faults or []],
-                               trainee=trainee)
+                               trainee=trainee, uid=uid)
     except KeyboardInterrupt:
         _take_down(state.lab)
         raise Interrupted(f"the start of lab '{state.lab}' was stopped; the lab is taken "

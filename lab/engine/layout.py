@@ -1,18 +1,25 @@
-"""Each node's private files on the host, and the mounts that show them inside the node.
+"""Each node's private files on the host, and the /etc layer mounted for the node.
 
 The node sees ``<root>/etc`` layered over the host's /etc (overlayfs: its own
-resolv.conf, hosts and service configs on top of the ordinary system files) and its own
-empty /var/mail, /var/spool and /var/log. The lab state directory is hidden under an
-empty tmpfs so nothing in a node can read the lab's records.
+resolv.conf, hosts and service configs on top of the ordinary system files), mounted in
+the node's Mininet mount namespace; the sealed root (lab.engine.seal) takes it from there
+and adds the node's own empty /var/mail, /var/spool and /var/log (``private()``) and the
+trainee channel's directory (``socket_dir``). What an ordinary user of the machine may
+not read in the host's /etc (shadow, private keys...) is whited out of the layer: root
+in a node can read any file it sees.
 """
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.engine.nodebin import MOUNT_POINT
-from lab.model.topology import Node
+if TYPE_CHECKING:
+    from lab.model.topology import Node
 
 PRIVATE_DIRS = ("/var/mail", "/var/spool", "/var/log")
 
@@ -25,27 +32,70 @@ class NodeFiles:
     def path(self, node_path: str) -> Path:
         return self.root / node_path.lstrip("/")
 
+    @property
+    def socket_dir(self) -> Path:
+        """Holds the node's end of the trainee channel (mounted read-only in the node)."""
+        return self.root / "lab-node"
+
     def create(self, node: Node) -> None:
-        """Write the node's own resolv.conf, hosts and hostname; make its private dirs."""
+        """Write the node's own resolv.conf, hosts and hostname; make its private dirs;
+        white out the host's unreadable /etc entries."""
         for d in ("etc", ".etc-work") + PRIVATE_DIRS:
             self.path(d).mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o755)
         self.path("/var/spool/mail").symlink_to("../mail")
         self.path("/etc/resolv.conf").write_text(resolv_conf(node))
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
+        for entry in unreadable_etc():
+            upper = self.path("/etc") / entry
+            if not os.path.lexists(upper):
+                _make_parents(upper.parent, (Path("/etc") / entry).parent)
+                os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
 
-    def mount_commands(self, hide: list[Path], node_bin: Path) -> list[str]:
-        def q(path: Path | str) -> str:
-            return shlex.quote(str(path))
+    def private(self) -> dict[str, Path]:
+        """The node's private directories: as the node sees them -> on the host."""
+        return {d: self.path(d) for d in PRIVATE_DIRS}
 
-        upper, work = q(self.path("/etc")), q(self.path("/.etc-work"))
-        cmds = [f"mount -t overlay lab-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"]
-        cmds += [f"mount --bind {q(self.path(d))} {d}" for d in PRIVATE_DIRS]
-        cmds.append(f"mount --bind -o ro {q(node_bin)} {MOUNT_POINT}")
-        for path in hide:
-            cmds.append(f"mkdir -p {q(path)} && "
-                        f"mount -t tmpfs -o mode=0700,size=64k lab-hidden {q(path)}")
-        return cmds
+    def mount_commands(self) -> list[str]:
+        """Mount the node's /etc layer (in the node's Mininet mount namespace)."""
+        upper = shlex.quote(str(self.path("/etc")))
+        work = shlex.quote(str(self.path("/.etc-work")))
+        return [f"mount -t overlay lab-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"]
+
+
+def _make_parents(upper: Path, lower: Path) -> None:
+    """Directory ``upper`` of the layer (and its parents) made with the owner and mode
+    of the host's ``lower``."""
+    if upper.is_dir():
+        return
+    _make_parents(upper.parent, lower.parent)
+    st = os.stat(lower)
+    upper.mkdir()
+    os.chown(upper, st.st_uid, st.st_gid)
+    upper.chmod(stat.S_IMODE(st.st_mode))
+
+
+@cache
+def unreadable_etc() -> tuple[str, ...]:
+    """Entries of the host's /etc that an ordinary user cannot read (files without the
+    "other" read bit, directories without read and search), relative to /etc."""
+    found = []
+    for top, dirs, files in os.walk("/etc"):
+        for name in list(dirs) + files:
+            path = os.path.join(top, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                continue
+            need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+            if mode & need != need:
+                found.append(os.path.relpath(path, "/etc"))
+                if name in dirs:
+                    dirs.remove(name)
+    return tuple(found)
 
 
 def resolv_conf(node: Node) -> str:

@@ -13,10 +13,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from lab.engine import control, interrupts
+from lab.engine.channel import public_socket
 from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
 from lab.engine.state import (
     NODE_PATH,
@@ -29,8 +31,10 @@ from lab.engine.state import (
     state_root,
 )
 from lab.errors import Interrupted, LabError
-from lab.model.topology import Topology, check_topology_file, load_topology
 from lab.paths import PROJECT_ROOT, SCENARIO_DIR, TOPOLOGY_DIR  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # loaded where a topology is read: `lab exec` and the trainee verbs need none
+    from lab.model.topology import Topology
 
 UP_TIMEOUT = 60.0
 STARTING = "starting"  # `lab up`'s own PID and start time until the lab is ready
@@ -45,6 +49,9 @@ DEPENDENCIES = {
     "ifconfig": "net-tools",
     "mount": "mount",
     "sysctl": "procps",
+    "bwrap": "bubblewrap",
+    "nsenter": "util-linux",
+    "setpriv": "util-linux",
 }
 
 
@@ -52,6 +59,20 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (it creates network namespaces)",
                        hint="run it with sudo")
+
+
+def proc_hides_processes() -> bool:
+    """Whether the host's /proc hides other users' processes (hidepid=invisible or 2)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 3 and fields[1] == "/proc" and fields[2] == "proc":
+            opts = fields[3].split(",")
+            return "hidepid=invisible" in opts or "hidepid=2" in opts
+    return False
 
 
 def require_dependencies() -> None:
@@ -172,6 +193,8 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
 
     Ctrl-C while building stops the build and removes everything (Interrupted says so);
     Ctrl-C after the lab came up leaves it up (Interrupted with ``lab_is_up``)."""
+    from lab.model.topology import load_topology
+
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
@@ -201,8 +224,10 @@ def _claim(lab: str, files: dict[str, str]) -> None:
     """Create the lab's directory with ``files`` and the STARTING marker in one step (a
     prepared directory renamed into place), so that no one sees it half made."""
     root = state_root()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    # trainees may pass through (to the trainee channel's sockets), not list it; every
+    # lab's own directory stays root-only
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(root, 0o711)
     tmp = Path(tempfile.mkdtemp(prefix=f"{CLAIM_PREFIX}{lab}-", dir=root))
     try:
         for name, text in files.items():
@@ -352,6 +377,7 @@ def _remove(lab: str, netns: set[int]) -> int:
     if left:
         raise LabError(f"lab '{lab}': processes {left} would not stop")
     shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    public_socket(lab).unlink(missing_ok=True)
     return found
 
 
@@ -374,20 +400,54 @@ def _clean_claims() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def node_pid(lab: str, node: str) -> int:
-    """The PID whose namespaces are the node's, checked against the record."""
+def node_init(lab: str, node: str) -> int:
+    """The host PID of a node's sealed init (what a person's command joins), checked
+    against the record."""
     state = LabState.load(lab)
     rec = state.nodes.get(node)
     if rec is None or rec.kind != "host":
         hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
         raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
-    if not rec.proc.alive() or netns_inode(rec.pid) != rec.netns:
+    if not rec.init_proc.alive() or netns_inode(rec.init) != rec.netns:
         if is_stopping(lab):
             raise LabError(f"lab '{lab}' is being taken down (by a `lab down` under way)")
         raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
-    return rec.pid
+    return rec.init
+
+
+def check_node_up(lab: str, node: str, what: str, wait: float = 1.0) -> None:
+    """After a shell or command in a node ended: raise if it ended because the lab (or the
+    node) went down, so that nobody mistakes it for a normal exit. A node going down is
+    seen through its init: gone, or exiting (the kernel is killing its processes)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            running = is_running(lab)
+            init = LabState.load(lab).nodes[node].init_proc if running else None
+        except (LabError, KeyError):
+            running, init = False, None
+        if not running:
+            raise LabError(f"lab {lab} went down; {what} in {node} has ended")
+        if init is None or not init.alive() or _exiting(init.pid):
+            if time.monotonic() < deadline:
+                time.sleep(0.02)  # `lab down` may be under way: let it say so
+                continue
+            raise LabError(f"node {node} of lab {lab} went down; {what} has ended")
+        return
+
+
+def _exiting(pid: int) -> bool:
+    """The kernel's PF_EXITING flag: a node's init stays "alive" while the kernel kills
+    the rest of its PID namespace."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return bool(int(fields[6]) & 0x4)
 
 
 def load(ref: str) -> Topology:
     """A topology file checked with every one of its variants (`lab validate`)."""
+    from lab.model.topology import check_topology_file
+
     return check_topology_file(resolve_topology(ref))

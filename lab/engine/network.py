@@ -11,11 +11,10 @@ from __future__ import annotations
 import shlex
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from lab.engine.layout import NodeFiles
 from lab.engine.procs import mntns_inode, netns_cookie, netns_inode
-from lab.engine.state import NodeRecord, ProcRef, results_root, state_root
+from lab.engine.state import NodeRecord, ProcRef
 from lab.errors import LabError
 from lab.model.topology import Node, Topology
 
@@ -37,18 +36,19 @@ class LabNetwork:
             raise LabError(f"unknown node '{name}'",
                            hint="known nodes: " + ", ".join(sorted(self.hosts))) from None
 
-    def records(self) -> dict[str, NodeRecord]:
+    def records(self, inits: dict[str, ProcRef]) -> dict[str, NodeRecord]:
         out = {}
         for kind, group in (("host", self.hosts), ("switch", self.switches)):
             for name, node in group.items():
                 ref = ProcRef.of(node.pid)
+                init = inits.get(name, ProcRef(0, 0))
                 out[name] = NodeRecord(ref.pid, ref.start, netns_inode(node.pid) or 0,
                                        mntns_inode(node.pid) or 0, kind,
-                                       netns_cookie(node.pid) or 0)
+                                       netns_cookie(node.pid) or 0, init.pid, init.start)
         return out
 
 
-def build(topo: Topology, files: dict[str, NodeFiles], node_bin: Path) -> LabNetwork:
+def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
     """Create and start the network; configure addresses, routes and private files."""
     from mininet.link import Link
     from mininet.log import setLogLevel
@@ -73,7 +73,7 @@ def build(topo: Topology, files: dict[str, NodeFiles], node_bin: Path) -> LabNet
         net.build()
         net.start()
         scripts = {lab.switches[seg]: (seg, [_NO_IPV6]) for seg in topo.segments}
-        scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name], node_bin))
+        scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name]))
                         for name, node in topo.nodes.items()})
         _run_checked_all(scripts)
         _check_segments(topo, lab)
@@ -89,7 +89,7 @@ def build(topo: Topology, files: dict[str, NodeFiles], node_bin: Path) -> LabNet
 _NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
 
 
-def setup_commands(node: Node, files: NodeFiles, node_bin: Path) -> list[str]:
+def setup_commands(node: Node, files: NodeFiles) -> list[str]:
     """Shell commands that turn a fresh Mininet host into the node the topology describes."""
     cmds = [_NO_IPV6]
     for idx, intf in enumerate(node.interfaces):
@@ -101,7 +101,7 @@ def setup_commands(node: Node, files: NodeFiles, node_bin: Path) -> list[str]:
         cmds.append(f"ip route replace default via {node.gateway}")
     for route in node.routes:
         cmds.append(f"ip route replace {route.to} via {route.via}")
-    cmds += files.mount_commands(hide=[state_root(), results_root()], node_bin=node_bin)
+    cmds += files.mount_commands()
     return cmds
 
 

@@ -18,6 +18,7 @@ NODE_COMMANDS = {
     "netguard-alert": "lab.nodecmds.alert_cli",
     "postqueue": "lab.nodecmds.postqueue",
     "sendmail": "lab.nodecmds.postqueue:sendmail_main",
+    "lab": "lab.cli",  # the trainee verbs, through the node's trainee channel
 }
 
 

@@ -1,11 +1,14 @@
-"""The one way into a node for a trainee or a playbook: record the command, then run it
-inside the node's namespaces (`lab exec`, `lab shell` and the playbook runner use this)."""
+"""The one way into a node for a person or a playbook: record the command, then run it
+sealed in the node (lab.engine.seal). `lab exec` and `lab shell` as root, the trainee
+channel and the playbook runner all come through here."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
-from lab.engine import control, lifecycle
+from lab.engine import control, lifecycle, seal
+from lab.engine.relay import Stdio, exit_code, forward_signals, restore_signals
 from lab.engine.state import NODE_PATH, OWNER_ENV
 from lab.errors import LabError
 
@@ -14,19 +17,14 @@ from lab.errors import LabError
 PASSED_ENV = ("TERM", "LANG", "LANGUAGE", "TZ", "COLUMNS", "LINES", "COLORTERM")
 
 
-def node_env(lab: str, node: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
-    env.update({"PATH": NODE_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
+def node_env(lab: str, node: str, caller: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command in a node: the caller's terminal and locale settings
+    (from ``caller``, default this process's environment) and the node's own."""
+    caller = os.environ if caller is None else caller
+    env = {k: v for k, v in caller.items() if k in PASSED_ENV or k.startswith("LC_")}
+    env.update({"PATH": NODE_PATH, "HOME": seal.HOME, "USER": "root", "LOGNAME": "root",
                 "SHELL": "/bin/bash", OWNER_ENV: lab, "LAB_NODE": node})
     return env
-
-
-def enter(lab: str, node: str) -> tuple[list[str], dict[str, str]]:
-    """The command prefix that enters the node, and the environment to run with."""
-    pid = lifecycle.node_pid(lab, node)
-    env = node_env(lab, node)
-    # env(1) reports a command it cannot find with 127, as a shell would (mnexec says 1)
-    return ["mnexec", "-a", str(pid), "env", "--"], env
 
 
 def record(lab: str, node: str, argv: list[str], line: str | None = None) -> None:
@@ -38,23 +36,53 @@ def record(lab: str, node: str, argv: list[str], line: str | None = None) -> Non
         pass  # recording must never stand in the way of the command
 
 
+def execute(lab: str, node: str, argv: list[str]) -> int:
+    """`lab exec` as root: record, run sealed with this process's stdin, stdout and
+    stderr (relayed through pipes unless safe to hand in), pass on Ctrl-C and
+    termination, return the exit status."""
+    init = lifecycle.node_init(lab, node)
+    record(lab, node, argv)
+    stdio = Stdio()
+    proc = seal.spawn(init, argv, node_env(lab, node), *stdio.child, die_with_parent=True)
+    stdio.started()
+    old = forward_signals(lambda signum: _signal_group(proc.pid, signum))
+    try:
+        code = proc.wait()
+    finally:
+        restore_signals(old)
+        stdio.finish()
+    return exit_code(code)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def run(lab: str, node: str, argv: list[str], timeout: float = 10.0,
         stdin: str | None = None) -> subprocess.CompletedProcess:
     """Record and run a command in a node; returns rc, stdout, stderr (text).
 
-    A command that outlives ``timeout`` is killed and reported with rc 124, like
-    timeout(1), so a playbook can tell "no answer" from a failure.
+    A command that outlives ``timeout`` is killed (with what it started in its session)
+    and reported with rc 124, like timeout(1), so a playbook can tell "no answer" from a
+    failure.
     """
-    prefix, env = enter(lab, node)
+    init = lifecycle.node_init(lab, node)
     record(lab, node, argv)
+    proc = seal.spawn(init, argv, node_env(lab, node),
+                      stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        return subprocess.run(prefix + argv, input=stdin, capture_output=True, text=True,
-                              env=env, timeout=timeout, check=False,
-                              stdin=None if stdin is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        err += f"\n(timed out after {timeout:g} s)"
-        return subprocess.CompletedProcess(prefix + argv, 124, out, err)
-    except FileNotFoundError as e:
-        raise LabError(f"cannot run in node {node}: {e}") from None
+        out, err = proc.communicate(stdin.encode() if stdin is not None else None, timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\n(timed out after {timeout:g} s)".encode()
+        return subprocess.CompletedProcess(argv, 124, _text(out), _text(err))
+    return subprocess.CompletedProcess(argv, exit_code(proc.returncode), _text(out), _text(err))
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode(errors="replace")

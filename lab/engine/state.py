@@ -83,10 +83,16 @@ class NodeRecord:
     mntns: int
     kind: str  # "host" or "switch"
     cookie: int = 0  # the netns cookie: identifies the namespace even after a crash
+    init: int = 0  # a host node's sealed init (lab.engine.seal): what people's commands join
+    init_start: int = 0
 
     @property
     def proc(self) -> ProcRef:
         return ProcRef(self.pid, self.start)
+
+    @property
+    def init_proc(self) -> ProcRef:
+        return ProcRef(self.init, self.init_start)
 
 
 @dataclass

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.engine import control
+from lab.engine.channel import public_socket
 from lab.engine.layout import NodeFiles
 from lab.engine.nodebin import write_node_bin
 from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
+from lab.engine.trainee import TraineeChannel
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
 from lab.protocols.tlsnames import prepare_nodes
@@ -35,13 +37,17 @@ class Supervisor:
         self.state = LabState(lab, topo.name, source, time.time(), ProcRef.of(os.getpid()))
         self.files = {n: NodeFiles(n, self.dir / "nodes" / n) for n in topo.nodes}
         self.network = None
+        self.inits: dict[str, ProcRef] = {}  # node -> its sealed init (lab.engine.seal)
         self.services = None
         self.exercise = None
         self.ca = None
+        self.trainee_uid: int | None = None  # the Unix user the attempt is bound to
+        self.channel = None
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
         from lab.engine.network import build
+        from lab.engine.seal import seal_all
 
         self.state.save()  # the supervisor is on record before anything else exists
         for name, node in self.topo.nodes.items():
@@ -50,10 +56,14 @@ class Supervisor:
                                 {n: f.root for n, f in self.files.items()})
         write_node_bin(self.dir / "bin")
         started = time.monotonic()
-        self.network = build(self.topo, self.files, self.dir / "bin")
-        self.state.nodes = self.network.records()
+        self.network = build(self.topo, self.files)
+        built = time.monotonic()
+        pids = {name: host.pid for name, host in self.network.hosts.items()}
+        self.inits = seal_all(pids, self.files, self.dir / "bin")
+        self.state.nodes = self.network.records(self.inits)
         self.state.save()
-        print(f"network built in {time.monotonic() - started:.3f} s", flush=True)
+        print(f"network built in {built - started:.3f} s, nodes sealed in "
+              f"{time.monotonic() - built:.3f} s", flush=True)
 
     async def start_services(self) -> None:
         from lab.services.host import ServiceHost
@@ -90,6 +100,21 @@ class Supervisor:
 
     def op_ping(self) -> str:
         return "pong"
+
+    def init_of(self, node: Any) -> int:
+        """The host PID of a node's sealed init (what a person's command joins)."""
+        if not isinstance(node, str) or node not in self.inits:
+            raise LabError(f"unknown node '{node}' in lab '{self.lab}'",
+                           hint="nodes: " + ", ".join(sorted(self.inits)))
+        if not self.inits[node].alive():
+            raise LabError(f"node '{node}' of lab '{self.lab}' is gone")
+        return self.inits[node].pid
+
+    def kill_inits(self) -> None:
+        """End every node's sealed processes: the kernel kills each PID namespace."""
+        for init in self.inits.values():
+            if init.alive():
+                os.kill(init.pid, signal.SIGKILL)
 
     async def op_status(self) -> dict[str, Any]:
         from lab.engine.status import node_status
@@ -150,14 +175,16 @@ class Supervisor:
         return f"{kind} on {node}: {action} done"
 
     # --- the attempt ------------------------------------------------------------------
-    async def op_attempt_start(self, scenario: str, seed: int, faults: list[str],
-                               trainee: str) -> dict[str, Any]:
+    async def op_attempt_start(self, scenario: str, seed: int, faults: list[str | dict],
+                               trainee: str, uid: int | None = None) -> dict[str, Any]:
+        """Start the attempt; ``uid``: the Unix user whose trainee verbs it answers."""
         from lab.engine.exercise import Exercise
 
         if self.exercise is not None:
             raise LabError("an attempt is already running in this lab")
         self.exercise = await Exercise.start(self.lab_context(), self.lab, Path(scenario), seed,
                                              faults, trainee)
+        self.trainee_uid = uid
         return self.exercise.ticket()
 
     def _exercise(self):
@@ -204,6 +231,7 @@ class Supervisor:
         try:
             await self.serve(ready_fd)
         finally:
+            self.kill_inits()  # shells and commands end before the services do
             await self.services.stop()
 
     async def serve(self, ready_fd: int) -> None:
@@ -215,8 +243,11 @@ class Supervisor:
         old_umask = os.umask(0o077)
         server = await asyncio.start_unix_server(self.handle, path=path)
         os.umask(old_umask)
+        self.channel = TraineeChannel(self)
+        self.channel.start()
         _report(ready_fd, "ready")
         await self.stopping.wait()
+        self.channel.close()
         server.close()
         # let the reply to `down` go out before the socket disappears
         await asyncio.sleep(0)
@@ -224,11 +255,13 @@ class Supervisor:
     def teardown(self) -> None:
         from lab.engine.network import stop_shells
 
+        self.kill_inits()
         if self.network is not None:
             stop_shells(self.network)
         netns = {rec.netns for rec in self.state.nodes.values()}
         kill_owned(self.lab, netns)
         shutil.rmtree(self.dir, ignore_errors=True)
+        public_socket(self.lab).unlink(missing_ok=True)
 
 
 def _report(fd: int, message: str) -> None:

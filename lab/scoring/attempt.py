@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,17 +139,27 @@ class Attempt:
         data["damage"] = [Damage.from_record(d) for d in data.get("damage", [])]
         return cls(**data)
 
+    def folder(self) -> str:
+        """The trainee's folder name (a Unix user name, or "playbook")."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.trainee).lstrip(".") or "_"
+
     def file_name(self) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))
-        return f"{self.scenario}-{self.lab}-{stamp}.json"
+        return f"{self.folder()}_{self.scenario}_{stamp}_{self.lab}.json"
 
     def save(self, directory: Path) -> Path:
-        """Write ``<directory>/<scenario>-<lab>-<started, UTC>.json`` atomically; saving
-        the same attempt again replaces its file."""
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / self.file_name()
+        """Write ``<directory>/<trainee>/<trainee>_<scenario>_<started, UTC>_<lab>.json``
+        atomically; saving the same attempt again replaces its file. Records hold answer
+        keys: the directory and each trainee's folder are 0700, the files 0600."""
+        folder = directory / self.folder()
+        for d in (directory, folder):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            d.chmod(0o700)
+        path = folder / self.file_name()
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
         return path
 
