@@ -104,7 +104,8 @@ BASE_FIREWALL = {
         {"name": "fw-to-mx", "from": "fw", "to": "10.1.0.25", "proto": "tcp", "port": 25},
         {"name": "admin-out", "from": "10.1.0.100", "to": "any"},
     ],
-    "proxy": {"mode": "none", "servers": ["10.1.0.25"], "domains": ["example.net"]},
+    "proxy": {"mode": "none", "servers": ["10.1.0.25"], "domains": ["example.net"],
+              "hostname": "fw.example.net"},
     "log_group": 1,
 }
 
