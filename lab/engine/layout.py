@@ -48,10 +48,7 @@ class NodeFiles:
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
         for entry in unreadable_etc():
-            upper = self.path("/etc") / entry
-            if not os.path.lexists(upper):
-                _make_parents(upper.parent, (Path("/etc") / entry).parent)
-                os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
+            hide(self.path("/etc") / entry, Path("/etc") / entry)
 
     def private(self) -> dict[str, Path]:
         """The node's private directories: as the node sees them -> on the host."""
@@ -74,6 +71,20 @@ def _make_parents(upper: Path, lower: Path) -> None:
     upper.mkdir()
     os.chown(upper, st.st_uid, st.st_gid)
     upper.chmod(stat.S_IMODE(st.st_mode))
+
+
+def hide(upper: Path, lower: Path) -> None:
+    """Hide the host's ``lower`` from the layer: a file is whited out; a directory becomes
+    an opaque empty one (same owner and mode), so that the lab may still put its own files
+    there (a server's TLS key in /etc/ssl/private) without the host's showing through."""
+    if os.path.lexists(upper):
+        return
+    _make_parents(upper.parent, lower.parent)
+    if lower.is_dir() and not lower.is_symlink():
+        _make_parents(upper, lower)
+        os.setxattr(upper, "trusted.overlay.opaque", b"y")
+    else:
+        os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
 
 
 @cache
