@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lab.errors import LabError
-from lab.scoring.attempt import Attempt, Submission, load
-from lab.scoring.score import FaultVerdict, Item, Report, mmss
+from lab.scoring.attempt import Attempt, load
+from lab.scoring.report import from_json
+from lab.scoring.score import Report, mmss
 
 
 @dataclass
@@ -71,22 +71,9 @@ def find(root: Path, ref: str) -> Path:
 
 def report_of(attempt: Attempt) -> Report:
     """The score report kept in a record, as a Report for the renderers."""
-    data: dict[str, Any] | None = attempt.score
-    if not data:
+    if not attempt.score:
         raise LabError("this attempt was never scored")
-    try:
-        verdicts = [FaultVerdict(v["fault"], v["params"], v["cause"], v["node"], v["verdict"],
-                                 v["why"], _submission(v.get("submission")), v["points"])
-                    for v in data["verdicts"]]
-        items = [Item(i["points"], i["reason"], i["category"]) for i in data["items"]]
-        return Report(data["scenario"], data["lab"], data["trainee"], data["seed"],
-                      data["elapsed"], data["time_limit"], data["max"], verdicts, items)
-    except (KeyError, TypeError) as e:
-        raise LabError(f"the record's score is not a report: missing {e}") from None
-
-
-def _submission(data: dict[str, Any] | None) -> Submission | None:
-    return None if data is None else Submission(data["t"], data["cause"], data["node"])
+    return from_json(attempt.score)
 
 
 def table(found: list[Row]) -> str:

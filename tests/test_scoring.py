@@ -531,3 +531,16 @@ def test_scenario_feedback(value: str | None, ok: str | None) -> None:
             Scenario.model_validate(data)
     else:
         assert Scenario.model_validate(data).feedback == ok
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_recorded_report_renders_again_as_scored(case: str) -> None:
+    """`lab report` rebuilds the report from the record's JSON: the same JSON, text and
+    HTML as when it was scored."""
+    from lab.scoring.report import from_json
+
+    report = score(CASES[case])
+    again = from_json(json.loads(json.dumps(to_json(report))))
+    assert to_json(again) == to_json(report)
+    assert render_text(again) == render_text(report)
+    assert render_html(again) == render_html(report)

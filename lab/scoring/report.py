@@ -11,6 +11,8 @@ from dataclasses import asdict
 from html import escape
 from typing import Any
 
+from lab.errors import LabError
+from lab.scoring.attempt import Submission
 from lab.scoring.items import Item
 from lab.scoring.score import FaultVerdict, Report, mmss
 
@@ -90,6 +92,33 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "items": [_item_json(i) for i in report.items],
     }
+
+
+def from_json(data: dict[str, Any]) -> Report:
+    """The Report that ``to_json`` made ``data`` from (an attempt record's score), so that a
+    recorded attempt renders again exactly as it was scored. A LabError when ``data`` is
+    not such a report."""
+    try:
+        verdicts = [FaultVerdict(v["fault"], v["params"], v["cause"], v["node"], v["verdict"],
+                                 v["why"], _submission(v.get("submission")), v["points"],
+                                 v.get("late", False))
+                    for v in data["verdicts"]]
+        items = [_item(i) for i in data["items"]]
+        return Report(data["scenario"], data["lab"], data["trainee"], data["seed"],
+                      data["elapsed"], data["time_limit"], data["max"], verdicts, items)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise LabError(f"the record's score is not a report: missing {e}") from None
+
+
+def _item(data: dict[str, Any]) -> Item:
+    extra = {k: v for k, v in data.items()
+             if k not in ("points", "reason", "category", "details")}
+    return Item(data["points"], data["reason"], data["category"],
+                tuple(data.get("details", ())), extra)
+
+
+def _submission(data: dict[str, Any] | None) -> Submission | None:
+    return None if data is None else Submission(**data)
 
 
 STYLE = """
