@@ -58,7 +58,7 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
 
     setLogLevel("error")
     net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
-                  waitConnected=False, switch=LinuxBridge, link=Link)
+                  waitConnected=False, switch=LinuxBridge, link=_veth_link(Link))
     lab = LabNetwork(net, {}, {})
     try:
         _add_nodes(net, topo, lab, Host, LinuxBridge)
@@ -67,13 +67,13 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
             for idx, intf in enumerate(node.interfaces):
                 ports[intf.segment] += 1
                 net.addLink(lab.hosts[name], lab.switches[intf.segment],
-                            intfName1=f"eth{idx}",
-                            intfName2=f"{intf.segment}-p{ports[intf.segment]}",
+                            intfName1=f"eth{idx}", intfName2=_port_name(intf.segment, ports),
                             params1={"ip": str(intf.address)})
         net.build()
         net.start()
-        scripts = {lab.switches[seg]: (seg, [_NO_IPV6]) for seg in topo.segments}
-        scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name]))
+        scripts = {lab.switches[seg]: (seg, [_NO_IPV6, _PORTS_FORWARDING])
+                   for seg in topo.segments}
+        scripts.update({lab.hosts[name]: (name, [*setup_commands(node, files[name]), _LINKS_UP])
                         for name, node in topo.nodes.items()})
         _run_checked_all(scripts)
         _check_segments(topo, lab)
@@ -87,6 +87,13 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
 
 
 _NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+# The kernel makes a new link usable (its queue attached, a bridge port forwarding) a
+# moment after it is set up; a packet sent before that is lost, and a lost ARP request is
+# only sent again a second later. So every node waits (at most 2 s, polling every 10 ms)
+# until its links are up, every bridge until its ports forward, before the segment check.
+_WAIT = "for _ in $(seq 200); do {busy} || break; sleep 0.01; done; true"
+_LINKS_UP = _WAIT.format(busy="ip -o link show type veth | grep -qv 'state UP'")
+_PORTS_FORWARDING = _WAIT.format(busy="bridge -o link | grep -qv 'LOWER_UP.*state forwarding'")
 
 
 def setup_commands(node: Node, files: NodeFiles) -> list[str]:
@@ -103,6 +110,31 @@ def setup_commands(node: Node, files: NodeFiles) -> list[str]:
         cmds.append(f"ip route replace {route.to} via {route.via}")
     cmds += files.mount_commands()
     return cmds
+
+
+def _port_name(segment: str, ports: dict[str, int]) -> str:
+    return f"{segment}-p{ports[segment]}"
+
+
+def _veth_link(link_cls):
+    """Mininet's Link, with each veth pair made with interface indexes of its own: a
+    node's ethN gets N+2 (what it would get anyway: lo is 1), the bridge's end 1000 + its
+    port number. The kernel brings a veth up at once only when its index differs from
+    its peer's (a peer in another namespace may have the same number); otherwise up to a
+    second later, and a lab's first packets would wait for it."""
+
+    class VethLink(link_cls):
+        @classmethod
+        def makeIntfPair(cls, intf1, intf2, addr1=None, addr2=None, node1=None, node2=None,
+                         deleteIntfs=True):
+            index1 = int(intf1.removeprefix("eth")) + 2
+            index2 = 1000 + int(intf2.rsplit("-p", 1)[1])
+            out = node1.cmd(f"ip link add name {intf1} index {index1} type veth "
+                            f"peer name {intf2} index {index2} netns {node2.pid}")
+            if out:
+                raise LabError(f"creating the link {intf1} - {intf2} failed: {out.strip()}")
+
+    return VethLink
 
 
 def _add_nodes(net, topo: Topology, lab: LabNetwork, host_cls, bridge_cls) -> None:
