@@ -181,7 +181,7 @@ def test_score_after_refused_paths_writes_the_report(scored_lab, lab_cli, tmp_pa
     p = lab_cli("score", "--lab", scored_lab, "--html", str(html), "--results", str(results))
     assert p.returncode == 0, p.stderr
     assert "<html" in html.read_text().lower()
-    assert len(list(results.glob("*.json"))) == 1
+    assert len(list(results.glob("*/*.json"))) == 1  # RESULTS/TRAINEE/RECORD.json
 
 
 @pytest.mark.parametrize("param, words", [

@@ -13,6 +13,7 @@ from lab.engine import control, interrupts, lifecycle
 from lab.errors import Interrupted, LabError
 from lab.model.scenario import FaultRef, Scenario
 from lab.model.scenario_check import check_scenario, forced_problems
+from lab.model.topology import load_topology
 from lab.paths import SCENARIO_DIR
 
 TRAINEE = "playbook"
@@ -44,8 +45,8 @@ def load(ref: str) -> tuple[Path, Scenario]:
 
 def check_forced(refs: list[FaultRef], scenario: Scenario) -> None:
     """Faults forced with `--fault NAME:k=v,...`, checked before anything is built."""
-    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
-                                   scenario.variant, scenario.overrides)
+    topo = load_topology(lifecycle.resolve_topology(scenario.topology),
+                         scenario.variant, scenario.overrides)
     problems = forced_problems(refs, params_models(), topo)
     if problems:
         raise LabError("\n  ".join(problems), hint="`lab faults` lists every fault and its "

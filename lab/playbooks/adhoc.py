@@ -22,6 +22,7 @@ from lab.errors import LabError
 from lab.model.playbook import Playbook
 from lab.model.scenario import FaultRef, Scenario
 from lab.model.scenario_check import forced_problems, parse_forced
+from lab.model.topology import load_topology
 
 TIME_LIMIT = 30  # minutes; a playbook takes seconds
 
@@ -53,7 +54,7 @@ def fault_scenarios(specs: list[str], playbooks: list[Playbook]
         return
     topology = topology_of(playbooks)
     refs = [parse_forced(spec) for spec in specs]
-    topo = lifecycle.load_topology(lifecycle.resolve_topology(topology))
+    topo = load_topology(lifecycle.resolve_topology(topology))
     problems = forced_problems(refs, params_models(), topo)
     if problems:
         raise LabError("\n  ".join(problems), hint="`lab faults` lists every fault and its "
