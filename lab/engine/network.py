@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.engine.layout import NodeFiles
@@ -48,8 +49,16 @@ class LabNetwork:
         return out
 
 
-def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
-    """Create and start the network; configure addresses, routes and private files."""
+def build(topo: Topology, files: dict[str, NodeFiles], files_ready: Callable[[], object] | None = None,
+          configured: Callable[[dict[str, int]], Callable[[], object]] | None = None
+          ) -> LabNetwork:
+    """Create and start the network; configure addresses, routes and private files.
+
+    Most of a build waits for Mininet's node shells; the caller's own work is done then:
+    ``files_ready()`` returns once the nodes' files exist (they are mounted next), and
+    ``configured(pids)``, called once every node is configured (node -> Mininet PID),
+    starts more work and returns what waits for its end, called after the segment check.
+    """
     from mininet.link import Link
     from mininet.log import setLogLevel
     from mininet.net import Mininet
@@ -71,12 +80,16 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
                             params1={"ip": str(intf.address)})
         net.build()
         net.start()
-        scripts = {lab.switches[seg]: (seg, [_NO_IPV6, _PORTS_FORWARDING])
-                   for seg in topo.segments}
-        scripts.update({lab.hosts[name]: (name, [*setup_commands(node, files[name]), _LINKS_UP])
+        scripts = {lab.switches[seg]: (seg, [_NO_IPV6]) for seg in topo.segments}
+        scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name]))
                         for name, node in topo.nodes.items()})
+        if files_ready is not None:
+            files_ready()
         _run_checked_all(scripts)
+        finish = configured({n: h.pid for n, h in lab.hosts.items()}) if configured else None
         _check_segments(topo, lab)
+        if finish is not None:
+            finish()
     except LabError:
         stop_shells(lab)
         raise
@@ -87,13 +100,6 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
 
 
 _NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
-# The kernel makes a new link usable (its queue attached, a bridge port forwarding) a
-# moment after it is set up; a packet sent before that is lost, and a lost ARP request is
-# only sent again a second later. So every node waits (at most 2 s, polling every 10 ms)
-# until its links are up, every bridge until its ports forward, before the segment check.
-_WAIT = "for _ in $(seq 200); do {busy} || break; sleep 0.01; done; true"
-_LINKS_UP = _WAIT.format(busy="ip -o link show type veth | grep -qv 'state UP'")
-_PORTS_FORWARDING = _WAIT.format(busy="bridge -o link | grep -qv 'LOWER_UP.*state forwarding'")
 
 
 def setup_commands(node: Node, files: NodeFiles) -> list[str]:
