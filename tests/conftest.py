@@ -20,6 +20,20 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker_paths() -> None:
+    """Under pytest-xdist each worker gets a state root and a results folder of its own
+    (under the ones configured): its labs, its launcher, its `lab clean` safety net and
+    its `lab ls` never see another worker's. Every `lab` the tests run inherits them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        for var, default in (("LAB_STATE_ROOT", "/run/lab"),
+                             ("LAB_RESULTS", "/var/lib/lab/results")):
+            os.environ[var] = f"{os.environ.get(var, default).rstrip('/')}/{worker}"
+
+
+_worker_paths()
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 _VENV_LAB = Path(sys.executable).with_name("lab")
 LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
@@ -40,6 +54,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip root-marked tests for non-root users, before their fixtures start anything."""
     if item.get_closest_marker("root") is not None and os.geteuid() != 0:
         pytest.skip(ROOT_REASON)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_launcher_left() -> Iterator[None]:
+    """The launcher `lab up` starts (lab.engine.launcher) ends with the session: no
+    daemon is left behind by the tests."""
+    yield
+    if os.geteuid() == 0:
+        from lab.engine import launcher
+
+        launcher.stop()
 
 
 @pytest.fixture(scope="session")
