@@ -30,7 +30,9 @@ def _worker_paths() -> None:
     if worker:
         for var, default in (("LAB_STATE_ROOT", "/run/lab"),
                              ("LAB_RESULTS", "/var/lib/lab/results")):
-            os.environ[var] = f"{os.environ.get(var, default).rstrip('/')}/{worker}"
+            base = os.environ.get(var, default).rstrip("/")
+            if not base.endswith(f"/{worker}"):  # this file may be imported twice
+                os.environ[var] = f"{base}/{worker}"
 
 
 _worker_paths()

@@ -205,7 +205,8 @@ def test_host_secrets_in_etc_are_not_in_the_node(x):
         assert not seen & set(os.listdir(d)), d
 
 
-@pytest.mark.parametrize("path", ["/home", "/var/lib", str(RESULTS), str(STATE_ROOT),
+@pytest.mark.parametrize("path", ["/home", "/var/lib", pytest.param(str(RESULTS), id="results"),
+                                  pytest.param(str(STATE_ROOT), id="state-root"),
                                   str(PROJECT_ROOT / "scenarios"),
                                   str(PROJECT_ROOT / "playbooks"),
                                   str(PROJECT_ROOT / "tests"), str(PROJECT_ROOT / ".git"),
