@@ -274,7 +274,7 @@ def test_zone_file_repair(labs, tmp_path):
     assert report["verdicts"][0]["verdict"] == "right"
     assert items(report, "fix")[0]["points"] > 0 and items(report, "damage") == []
     # the attempt record says the fault was repaired, and how that was seen
-    [record] = [json.loads(f.read_text()) for f in tmp_path.glob("inbound-bounces-*.json")]
+    [record] = [json.loads(f.read_text()) for f in tmp_path.glob("*/*_inbound-bounces_*.json")]
     [repair] = record["repairs"]
     assert (repair["fault"], repair["node"], repair["repaired"]) == (
         "dns-wrong-address", "ns-ext", True)

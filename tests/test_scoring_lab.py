@@ -187,7 +187,7 @@ def test_method_reads_what_was_run_and_addressed(labs, tmp_path) -> None:
     assert tools["tools"] == ["cat", "dig", "grep", "netguard", "ping", "telnet"]
     assert path["examined"] == {"mx": "addressed by telnet from fw"}
     assert path["points"] == Rubric().path_nodes
-    record = json.loads(next(tmp_path.glob("mail-server-down-*.json")).read_text())
+    record = json.loads(next(tmp_path.glob("*/*_mail-server-down_*.json")).read_text())
     typed = [c["line"] for c in record["commands"] if c.get("line")]
     assert typed == [loop, "true"]
 
