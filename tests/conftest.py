@@ -51,6 +51,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_name(name): the name the lab_up fixture gives its lab")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """How pytest-xdist shares the tests out (``--dist loadgroup``): a test file runs on
+    one worker, so that its module labs are built once; a long file whose tests do not
+    depend on each other declares ``XDIST_GROUPS = N``: its tests go round robin into N
+    groups, each on a worker of its own (with module labs of its own). Those files come
+    first, so that the longest work is not what is left at the end."""
+    seen: dict[str, int] = {}
+    for item in items:
+        module = item.module
+        groups = getattr(module, "XDIST_GROUPS", 1)
+        name = item.nodeid.split("::", 1)[0]
+        if groups > 1:
+            index = seen.get(name, 0)
+            seen[name] = index + 1
+            name = f"{name}#{index % groups}"
+        item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=lambda item: getattr(item.module, "XDIST_GROUPS", 1) == 1)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip root-marked tests for non-root users, before their fixtures start anything."""
