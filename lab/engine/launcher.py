@@ -33,6 +33,7 @@ from lab.errors import LabError
 IDLE = 20.0  # seconds without a supervisor alive or a request before the launcher ends
 MARK = "LAB_LAUNCHER_FOR"  # LAB_LAUNCHER_FOR=<state root> in the launcher's environment
 START_TIMEOUT = 10.0
+REPLY_TIMEOUT = 60.0  # the launcher answers right after it forks
 
 
 def home() -> Path:
@@ -82,16 +83,24 @@ class Launched:
         self.conn.close()
 
 
+class Unavailable(LabError):
+    """No launcher took the request (none could be started, or it refused before
+    forking): the caller may start the supervisor itself."""
+
+
 def launch(lab: str, env: dict[str, str], ready_fd: int, log_fd: int) -> Launched:
     """Have the launcher fork the supervisor of ``lab`` (starting the launcher if none
-    runs); LabError when it cannot, and the caller starts the supervisor itself."""
+    runs). Unavailable when no launcher took the request; LabError when one took it and
+    did not answer (a supervisor may exist: the caller cleans up by ownership)."""
     for attempt in range(2):
         try:
             conn = connect() if attempt == 0 else _start_and_connect()
-            return _request(conn, lab, env, ready_fd, log_fd)
-        except (OSError, ValueError):
+        except OSError:
             continue
-    raise LabError("the launcher is not answering")
+        launched = _request(conn, lab, env, ready_fd, log_fd)
+        if launched is not None:
+            return launched
+    raise Unavailable("the launcher is not answering")
 
 
 def connect() -> socket.socket:
@@ -106,37 +115,45 @@ def connect() -> socket.socket:
 
 
 def _start_and_connect() -> socket.socket:
-    """Start a launcher (one wins if several start at once: the lock) and connect."""
+    """Start a launcher and connect to it (or to the one that won, if several started at
+    once: the lock), waiting as long as it is alive and loading (a busy machine may take
+    seconds: as long as a supervisor of its own would)."""
     import subprocess
 
     home().mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(home() / "log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "lab.engine.launcherproc"],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=launcher_env(), cwd="/")
-    deadline = time.monotonic() + START_TIMEOUT
+        proc = subprocess.Popen([sys.executable, "-m", "lab.engine.launcherproc"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=launcher_env(), cwd="/")
+    deadline = time.monotonic() + REPLY_TIMEOUT
     while True:
         try:
             return connect()
         except OSError:
-            if time.monotonic() > deadline:
+            if proc.poll() is not None and proc.returncode != 0 or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
 
 
 def _request(conn: socket.socket, lab: str, env: dict[str, str], ready_fd: int,
-             log_fd: int) -> Launched:
+             log_fd: int) -> Launched | None:
+    """The forked supervisor; None if the launcher refused the request before forking
+    (it closes the connection without a word: it is ending, its code changed)."""
+    body = json.dumps({"lab": lab, "env": env}).encode() + b"\n"
+    fds = array.array("i", [ready_fd, log_fd])
     try:
-        body = json.dumps({"lab": lab, "env": env}).encode() + b"\n"
-        fds = array.array("i", [ready_fd, log_fd])
         conn.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        conn.settimeout(REPLY_TIMEOUT)
         reply = read_line(conn)
-        if not reply or "pid" not in reply:
-            raise ValueError(f"the launcher said {reply!r}")
-        return Launched(ProcRef(reply["pid"], reply["start"]), conn)
-    except BaseException:
+    except (BrokenPipeError, ConnectionResetError):
+        reply = None
+    except (OSError, ValueError) as e:
         conn.close()
-        raise
+        raise LabError(f"the launcher did not answer: {e}") from None
+    if reply is None or "pid" not in reply:
+        conn.close()
+        return None
+    return Launched(ProcRef(reply["pid"], reply["start"]), conn)
 
 
 def read_line(conn: socket.socket) -> dict | None:

@@ -50,8 +50,9 @@ def _mtime(path: str) -> int:
 
 
 class Launcher:
-    def __init__(self, server: socket.socket) -> None:
+    def __init__(self, server: socket.socket, lock: int) -> None:
         self.server = server
+        self.lock = lock  # the state root's launcher lock: held while this process lives
         self.sel = selectors.DefaultSelector()
         self.children: dict[int, socket.socket | None] = {}  # pid -> `lab up` waiting on it
         self.last = time.monotonic()
@@ -72,15 +73,19 @@ class Launcher:
         while self.running:
             idle = not self.children and time.monotonic() - self.last > IDLE
             if idle:
-                return
+                break
             for key, _ in self.sel.select(timeout=1.0):
                 key.data()
+        # from now on nobody connects to this launcher: a `lab up` starts the next one,
+        # which binds the path once this one has ended (the lock)
+        socket_path().unlink(missing_ok=True)
 
     def _accept(self) -> None:
         conn, _ = self.server.accept()
         self.last = time.monotonic()
         if self.code.changed():  # never fork a supervisor from code that is no longer there
             print("launcher: the lab's code changed; ending", flush=True)
+            socket_path().unlink(missing_ok=True)
             conn.close()
             self.running = False
             return
@@ -154,6 +159,7 @@ class Launcher:
             signal.signal(sig, signal.SIG_DFL)
         self.sel.close()
         self.server.close()
+        os.close(self.lock)  # a supervisor must not hold the lock (flock: shared on fork)
         os.close(self.wake_r)
         for conn in self.children.values():
             if conn is not None:
@@ -252,7 +258,7 @@ def main() -> int:
     os.umask(old)
     server.listen(64)
     try:
-        Launcher(server).serve()
+        Launcher(server, lock).serve()
     finally:
         path.unlink(missing_ok=True)  # before the lock is let go: the next one binds anew
         server.close()

@@ -292,7 +292,7 @@ def _spawn(lab: str, ready_fd: int, log_fd: int):
 
         try:
             return launcher.launch(lab, supervisor_env(lab), ready_fd, log_fd)
-        except LabError:
+        except launcher.Unavailable:
             pass
     return _Interpreter(subprocess.Popen(
         [sys.executable, "-m", "lab.engine.supervisor", lab, str(ready_fd)],
