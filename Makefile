@@ -34,11 +34,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+# test files run in parallel, each on one worker (its module labs are shared there; a long
+# file may share out: XDIST_GROUPS in tests/conftest.py); the labs mostly wait (for
+# shells, timers, mail), so more workers than cores pay
+TEST_JOBS ?= 3
+
 test: install
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra -n $(TEST_JOBS) --dist loadgroup
 
 test-fast: install
-	$(PY) -m pytest -ra -m "not slow"
+	$(PY) -m pytest -ra -n $(TEST_JOBS) --dist loadgroup -m "not slow"
 
 demo: install
 	./scripts/demo.sh

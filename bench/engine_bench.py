@@ -4,7 +4,10 @@
 
 Prints medians over N runs of:
   * `lab up TOPOLOGY` wall time, CLI process start to exit (the lab is ready then), and
-    `lab down`;
+    `lab down`, with the launcher (lab.engine.launcher: supervisors forked from a process
+    that holds their imports) and without it (LAB_LAUNCHER=off: a fresh interpreter per
+    supervisor, as before the launcher);
+  * the CLI's own start: `lab up`'s wall time minus the time it reports itself;
   * as a baseline in the same run, a subprocess that imports mininet and builds the same
     hosts, LinuxBridge segments, links, addresses, aliases, routes and forwarding
     (controller=None), prints "ready" and stops on SIGTERM: process start to ready, and
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -27,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from labcli import run_lab, timed_lab, topology_path
+from labcli import load_average, run_lab, timed_lab, topology_path
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"b{os.getpid()}"
@@ -83,14 +87,18 @@ class Bench:
         self.procs: list[subprocess.Popen] = []
         self.count = 0
 
-    def lab(self, *args: str) -> float:
-        return timed_lab(*args)[0]
+    def lab(self, *args: str, env: dict[str, str] | None = None) -> float:
+        return timed_lab(*args, env=env)[0]
 
-    def lab_up(self) -> tuple[str, float]:
+    def lab_up(self, launcher: bool = True) -> tuple[str, float, float]:
+        """A lab up: its name, wall time, and the CLI's own share (wall minus reported)."""
         self.count += 1
         name = f"{PREFIX}-{self.count}"
         self.labs.append(name)
-        return name, self.lab("up", self.topology, "--lab", name)
+        env = None if launcher else {**os.environ, "LAB_LAUNCHER": "off"}
+        took, p = timed_lab("up", self.topology, "--lab", name, env=env)
+        reported = re.search(r"\(([0-9.]+) s\)", p.stdout)
+        return name, took, took - float(reported.group(1)) if reported else float("nan")
 
     def lab_down(self, name: str) -> float:
         took = self.lab("down", "--lab", name)
@@ -133,14 +141,24 @@ class Bench:
 
 def measure(bench: Bench, runs: int, many: int) -> list[str]:
     path = topology_path(bench.topology)
-    lab_up, lab_down, mn_up, mn_down = [], [], [], []
-    for _ in range(runs):  # interleaved, so drift on the machine hits both alike
-        name, took = bench.lab_up()
-        lab_up.append(took)
-        lab_down.append(bench.lab_down(name))
+    from lab.engine import launcher
+
+    launcher.stop()  # the first lab up starts it: timed on its own
+    name, cold, _ = bench.lab_up()
+    bench.lab_down(name)
+    times: dict[str, list[float]] = {k: [] for k in (
+        "up", "down", "cli", "up_off", "down_off", "mn_up", "mn_down")}
+    for _ in range(runs):  # interleaved, so drift on the machine hits all alike
+        name, took, cli = bench.lab_up()
+        times["up"].append(took)
+        times["cli"].append(cli)
+        times["down"].append(bench.lab_down(name))
+        name, took, _ = bench.lab_up(launcher=False)
+        times["up_off"].append(took)
+        times["down_off"].append(bench.lab_down(name))
         up, down = bench.mininet(path)
-        mn_up.append(up)
-        mn_down.append(down)
+        times["mn_up"].append(up)
+        times["mn_down"].append(down)
     started = time.perf_counter()
     names = [bench.lab_up()[0] for _ in range(many)]
     many_up = time.perf_counter() - started
@@ -148,22 +166,25 @@ def measure(bench: Bench, runs: int, many: int) -> list[str]:
     for name in names:
         bench.lab_down(name)
     many_down = time.perf_counter() - started
-    return render(runs, many, lab_up, lab_down, mn_up, mn_down, many_up, many_down)
+    return render(runs, many, times, cold, many_up, many_down)
 
 
-def render(runs: int, many: int, lab_up: list[float], lab_down: list[float],
-           mn_up: list[float], mn_down: list[float], many_up: float, many_down: float,
-           ) -> list[str]:
+def render(runs: int, many: int, t: dict[str, list[float]], cold: float, many_up: float,
+           many_down: float) -> list[str]:
     med = statistics.median
     rows = [("what", "lab", "mininet", "lab/mininet")]
-    for what, ours, base in (("up (start to ready)", lab_up, mn_up),
-                             ("down", lab_down, mn_down)):
-        rows.append((what, f"{med(ours):.3f} s", f"{med(base):.3f} s",
-                     f"{med(ours) / med(base):.2f}x"))
+    for what, ours, base in (("up (start to ready)", "up", "mn_up"),
+                             ("up, no launcher", "up_off", "mn_up"),
+                             ("down", "down", "mn_down"),
+                             ("down, no launcher", "down_off", "mn_down")):
+        rows.append((what, f"{med(t[ours]):.3f} s", f"{med(t[base]):.3f} s",
+                     f"{med(t[ours]) / med(t[base]):.2f}x"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"median of {runs} runs; mininet = bare Mininet 2.3, LinuxBridge, controller=None"]
     lines += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.append(f"lab CLI start (up's wall time minus the time it reports): {med(t['cli']):.3f} s")
+    lines.append(f"first lab up, launcher not running yet: {cold:.3f} s")
     lines.append(f"{many} labs, one after the other: up {many_up:.2f} s "
                  f"({many_up / many:.3f} s/lab), down {many_down:.2f} s "
                  f"({many_down / many:.3f} s/lab)")
@@ -180,6 +201,7 @@ def main() -> int:
         print("engine_bench: needs root (it builds labs)", file=sys.stderr)
         return 1
     bench = Bench(args.topology)
+    before = load_average()
     try:
         lines = measure(bench, args.runs, args.many)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -187,7 +209,8 @@ def main() -> int:
         return 1
     finally:
         bench.close()
-    print(f"engine benchmark: topology {args.topology}")
+    print(f"engine benchmark: topology {args.topology}; load average before {before}, "
+          f"after {load_average()}")
     print("\n".join(lines))
     return 0
 

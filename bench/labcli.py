@@ -14,21 +14,27 @@ _VENV_LAB = Path(sys.executable).with_name("lab")
 LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
 
 
-def run_lab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_lab(*args: str, timeout: float = 120, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
     """Run `lab ARGS...` from the project root; text output, never raises on failure."""
     return subprocess.run([*LAB_CMD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, env=env)
 
 
-def timed_lab(*args: str, timeout: float = 120, check: bool = True
-              ) -> tuple[float, subprocess.CompletedProcess]:
+def timed_lab(*args: str, timeout: float = 120, check: bool = True,
+              env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
     """Wall time of `lab ARGS...` (the CLI process, start to exit) and its result."""
     started = time.perf_counter()
-    p = run_lab(*args, timeout=timeout)
+    p = run_lab(*args, timeout=timeout, env=env)
     took = time.perf_counter() - started
     if check and p.returncode != 0:
         raise RuntimeError(f"lab {' '.join(args)} failed: {p.stderr.strip()}")
     return took, p
+
+
+def load_average() -> str:
+    """The machine's load average (1, 5, 15 min): every figure is quoted with it."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def topology_path(ref: str) -> Path:

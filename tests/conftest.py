@@ -20,6 +20,22 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker_paths() -> None:
+    """Under pytest-xdist each worker gets a state root and a results folder of its own
+    (under the ones configured): its labs, its launcher, its `lab clean` safety net and
+    its `lab ls` never see another worker's. Every `lab` the tests run inherits them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        for var, default in (("LAB_STATE_ROOT", "/run/lab"),
+                             ("LAB_RESULTS", "/var/lib/lab/results")):
+            base = os.environ.get(var, default).rstrip("/")
+            if not base.endswith(f"/{worker}"):  # this file may be imported twice
+                os.environ[var] = f"{base}/{worker}"
+
+
+_worker_paths()
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 _VENV_LAB = Path(sys.executable).with_name("lab")
 LAB_CMD = [str(_VENV_LAB)] if _VENV_LAB.exists() else [sys.executable, "-m", "lab.cli"]
@@ -35,11 +51,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_name(name): the name the lab_up fixture gives its lab")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """How pytest-xdist shares the tests out (``--dist loadgroup``): a test file runs on
+    one worker, so that its module labs are built once; a long file whose tests do not
+    depend on each other declares ``XDIST_GROUPS = N``: its tests go round robin into N
+    groups, each on a worker of its own (with module labs of its own). Those files come
+    first, so that the longest work is not what is left at the end."""
+    seen: dict[str, int] = {}
+    for item in items:
+        module = item.module
+        groups = getattr(module, "XDIST_GROUPS", 1)
+        name = item.nodeid.split("::", 1)[0]
+        if groups > 1:
+            index = seen.get(name, 0)
+            seen[name] = index + 1
+            name = f"{name}#{index % groups}"
+        item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=lambda item: getattr(item.module, "XDIST_GROUPS", 1) == 1)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip root-marked tests for non-root users, before their fixtures start anything."""
     if item.get_closest_marker("root") is not None and os.geteuid() != 0:
         pytest.skip(ROOT_REASON)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_launcher_left() -> Iterator[None]:
+    """The launcher `lab up` starts (lab.engine.launcher) ends with the session: no
+    daemon is left behind by the tests."""
+    yield
+    if os.geteuid() == 0:
+        from lab.engine import launcher
+
+        launcher.stop()
 
 
 @pytest.fixture(scope="session")

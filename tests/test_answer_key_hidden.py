@@ -44,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import PROJECT_ROOT, run_lab
 
+XDIST_GROUPS = 3  # every test has labs of its own: they share out freely
+
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 SEED = 7

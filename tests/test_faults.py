@@ -28,6 +28,7 @@ from lab.model.topology import load_topology
 from tests.conftest import lab_exec, run_lab
 
 LAB = "t-faults"
+XDIST_GROUPS = 4  # the longest file: its cases share out to 4 workers, a lab on each
 PROBES = ("inbound", "outbound", "alert")
 ROLES = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "mail-dmz.yaml"))
 

@@ -5,8 +5,9 @@ resolv.conf, hosts and service configs on top of the ordinary system files), mou
 the node's Mininet mount namespace; the sealed root (lab.engine.seal) takes it from there
 and adds the node's own empty /var/mail, /var/spool and /var/log (``private()``) and the
 trainee channel's directory (``socket_dir``). What an ordinary user of the machine may
-not read in the host's /etc (shadow, private keys...) is whited out of the layer: root
-in a node can read any file it sees.
+not read in the host's /etc (shadow, private keys...) is hidden by the layer (a file
+whited out, a directory replaced by an empty one of the node's own): root in a node can
+read any file it sees.
 """
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ class NodeFiles:
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
         for entry in unreadable_etc():
-            hide(self.path("/etc") / entry, Path("/etc") / entry)
+            upper = self.path("/etc") / entry
+            if not os.path.lexists(upper):
+                _hide(upper, Path("/etc") / entry)
 
     def private(self) -> dict[str, Path]:
         """The node's private directories: as the node sees them -> on the host."""
@@ -61,30 +64,33 @@ class NodeFiles:
         return [f"mount -t overlay lab-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"]
 
 
-def _make_parents(upper: Path, lower: Path) -> None:
-    """Directory ``upper`` of the layer (and its parents) made with the owner and mode
-    of the host's ``lower``."""
-    if upper.is_dir():
-        return
+def _hide(upper: Path, lower: Path) -> None:
+    """Hide the host's ``lower`` from the layer: a file is whited out; a directory becomes
+    an empty opaque one of the node's own (same owner and mode), so that none of the
+    host's entries show through and the lab can still put the node's own files there
+    (a server's key in /etc/ssl/private)."""
     _make_parents(upper.parent, lower.parent)
+    if lower.is_dir() and not lower.is_symlink():
+        _make_dir(upper, lower)
+        os.setxattr(upper, "trusted.overlay.opaque", b"y")
+    else:
+        os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
+
+
+def _make_dir(upper: Path, lower: Path) -> None:
     st = os.stat(lower)
     upper.mkdir()
     os.chown(upper, st.st_uid, st.st_gid)
     upper.chmod(stat.S_IMODE(st.st_mode))
 
 
-def hide(upper: Path, lower: Path) -> None:
-    """Hide the host's ``lower`` from the layer: a file is whited out; a directory becomes
-    an opaque empty one (same owner and mode), so that the lab may still put its own files
-    there (a server's TLS key in /etc/ssl/private) without the host's showing through."""
-    if os.path.lexists(upper):
+def _make_parents(upper: Path, lower: Path) -> None:
+    """Directory ``upper`` of the layer (and its parents) made with the owner and mode
+    of the host's ``lower``."""
+    if upper.is_dir():
         return
     _make_parents(upper.parent, lower.parent)
-    if lower.is_dir() and not lower.is_symlink():
-        _make_parents(upper, lower)
-        os.setxattr(upper, "trusted.overlay.opaque", b"y")
-    else:
-        os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
+    _make_dir(upper, lower)
 
 
 @cache

@@ -251,26 +251,27 @@ def supervisor_env(lab: str) -> dict[str, str]:
     holds SUDO_COMMAND, the whole `lab start ... --fault NAME` line (DESIGN.md rule 4)."""
     env = {k: v for k, v in os.environ.items()
            if k in ("LANG", "TZ") or k.startswith(("LC_", "LAB_"))}
-    env.update({"PATH": NODE_PATH, "HOME": "/root", OWNER_ENV: lab})
+    env.update({"PATH": NODE_PATH, "HOME": "/root", OWNER_ENV: lab,
+                "SETUPTOOLS_USE_DISTUTILS": "stdlib"})  # Mininet's distutils: see launcher_env
     return env
 
 
 def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     d = lab_dir(lab)
     read_fd, write_fd = os.pipe()
-    with open(d / "supervisor.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.engine.supervisor", lab, str(write_fd)],
-            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=supervisor_env(lab), cwd="/",
-        )
-    os.close(write_fd)
-    message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
-    if message.startswith("ready"):
-        return
-    died = None if ctrl_c.hit else _exit_status(proc)
-    proc.kill()
-    proc.wait()
+    try:
+        with open(d / "supervisor.log", "wb") as log:
+            proc = _spawn(lab, write_fd, log.fileno())
+    finally:
+        os.close(write_fd)
+    try:
+        message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
+        if message.startswith("ready"):
+            return
+        died = None if ctrl_c.hit else proc.exit_status()
+        proc.kill()
+    finally:
+        proc.close()
     log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
     clean_one(lab, force=True)
     if ctrl_c.hit:
@@ -283,12 +284,41 @@ def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
                    hint="everything it had started is removed")
 
 
-def _exit_status(proc: subprocess.Popen) -> int | None:
-    """How the supervisor ended on its own (the ready pipe closed), None if it still runs."""
-    try:
-        return proc.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-        return None
+def _spawn(lab: str, ready_fd: int, log_fd: int):
+    """The lab's supervisor, forked by the launcher (lab.engine.launcher); a fresh
+    interpreter when the launcher cannot be had (LAB_LAUNCHER=off asks for that)."""
+    if os.environ.get("LAB_LAUNCHER") != "off":
+        from lab.engine import launcher
+
+        try:
+            return launcher.launch(lab, supervisor_env(lab), ready_fd, log_fd)
+        except launcher.Unavailable:
+            pass
+    return _Interpreter(subprocess.Popen(
+        [sys.executable, "-m", "lab.engine.supervisor", lab, str(ready_fd)],
+        pass_fds=(ready_fd,), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+        start_new_session=True, env=supervisor_env(lab), cwd="/"))
+
+
+@dataclass
+class _Interpreter:
+    """A supervisor started as a fresh interpreter (the launcher's ``Launched``, alike)."""
+
+    popen: subprocess.Popen
+
+    def exit_status(self) -> int | None:
+        """How it ended on its own (the ready pipe closed), None if it still runs."""
+        try:
+            return self.popen.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait()
+
+    def close(self) -> None:
+        pass
 
 
 def _death(status: int | None, last: str) -> str:
@@ -389,7 +419,13 @@ def clean(lab: str | None = None) -> list[Cleaned]:
     names = [check_lab_name(lab)] if lab is not None else lab_names()
     if lab is not None and not lab_dir(lab).exists():
         raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists labs")
-    return [clean_one(name) for name in names if not is_running(name) and not is_starting(name)]
+    cleaned = [clean_one(name) for name in names
+               if not is_running(name) and not is_starting(name)]
+    if lab is None and not any(is_starting(name) for name in lab_names()):
+        from lab.engine import launcher
+
+        launcher.stop()  # running labs do not need it; the next `lab up` starts one
+    return cleaned
 
 
 def _clean_claims() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.engine.layout import NodeFiles
@@ -48,8 +49,16 @@ class LabNetwork:
         return out
 
 
-def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
-    """Create and start the network; configure addresses, routes and private files."""
+def build(topo: Topology, files: dict[str, NodeFiles], files_ready: Callable[[], object] | None = None,
+          configured: Callable[[dict[str, int]], Callable[[], object]] | None = None
+          ) -> LabNetwork:
+    """Create and start the network; configure addresses, routes and private files.
+
+    Most of a build waits for Mininet's node shells; the caller's own work is done then:
+    ``files_ready()`` returns once the nodes' files exist (they are mounted next), and
+    ``configured(pids)``, called once every node is configured (node -> Mininet PID),
+    starts more work and returns what waits for its end, called after the segment check.
+    """
     from mininet.link import Link
     from mininet.log import setLogLevel
     from mininet.net import Mininet
@@ -58,7 +67,7 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
 
     setLogLevel("error")
     net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
-                  waitConnected=False, switch=LinuxBridge, link=Link)
+                  waitConnected=False, switch=LinuxBridge, link=_veth_link(Link))
     lab = LabNetwork(net, {}, {})
     try:
         _add_nodes(net, topo, lab, Host, LinuxBridge)
@@ -67,16 +76,20 @@ def build(topo: Topology, files: dict[str, NodeFiles]) -> LabNetwork:
             for idx, intf in enumerate(node.interfaces):
                 ports[intf.segment] += 1
                 net.addLink(lab.hosts[name], lab.switches[intf.segment],
-                            intfName1=f"eth{idx}",
-                            intfName2=f"{intf.segment}-p{ports[intf.segment]}",
+                            intfName1=f"eth{idx}", intfName2=_port_name(intf.segment, ports),
                             params1={"ip": str(intf.address)})
         net.build()
         net.start()
         scripts = {lab.switches[seg]: (seg, [_NO_IPV6]) for seg in topo.segments}
         scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name]))
                         for name, node in topo.nodes.items()})
+        if files_ready is not None:
+            files_ready()
         _run_checked_all(scripts)
+        finish = configured({n: h.pid for n, h in lab.hosts.items()}) if configured else None
         _check_segments(topo, lab)
+        if finish is not None:
+            finish()
     except LabError:
         stop_shells(lab)
         raise
@@ -103,6 +116,31 @@ def setup_commands(node: Node, files: NodeFiles) -> list[str]:
         cmds.append(f"ip route replace {route.to} via {route.via}")
     cmds += files.mount_commands()
     return cmds
+
+
+def _port_name(segment: str, ports: dict[str, int]) -> str:
+    return f"{segment}-p{ports[segment]}"
+
+
+def _veth_link(link_cls):
+    """Mininet's Link, with each veth pair made with interface indexes of its own: a
+    node's ethN gets N+2 (what it would get anyway: lo is 1), the bridge's end 1000 + its
+    port number. The kernel brings a veth up at once only when its index differs from
+    its peer's (a peer in another namespace may have the same number); otherwise up to a
+    second later, and a lab's first packets would wait for it."""
+
+    class VethLink(link_cls):
+        @classmethod
+        def makeIntfPair(cls, intf1, intf2, addr1=None, addr2=None, node1=None, node2=None,
+                         deleteIntfs=True):
+            index1 = int(intf1.removeprefix("eth")) + 2
+            index2 = 1000 + int(intf2.rsplit("-p", 1)[1])
+            out = node1.cmd(f"ip link add name {intf1} index {index1} type veth "
+                            f"peer name {intf2} index {index2} netns {node2.pid}")
+            if out:
+                raise LabError(f"creating the link {intf1} - {intf2} failed: {out.strip()}")
+
+    return VethLink
 
 
 def _add_nodes(net, topo: Topology, lab: LabNetwork, host_cls, bridge_cls) -> None:

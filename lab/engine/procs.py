@@ -83,6 +83,33 @@ def owned_processes(lab: str, netns: set[int]) -> list[int]:
     return found
 
 
+def marked_processes(marker: str) -> list[int]:
+    """Live PIDs whose environment holds ``marker`` (NAME=VALUE) exactly."""
+    me = os.getpid()
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and int(e.name) != me
+            and _has_marker(int(e.name), marker.encode())
+            and proc_start_time(int(e.name)) is not None]
+
+
+def stop_processes(pids: list[int], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is still there after ``timeout``; wait until gone."""
+    refs = {pid: proc_start_time(pid) for pid in pids}
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+        live = [pid for pid, start in refs.items() if start and proc_start_time(pid) == start]
+        for pid in live:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while live and time.monotonic() < deadline:
+            _reap_children()
+            time.sleep(0.005)
+            live = [pid for pid in live if proc_start_time(pid) == refs[pid]]
+        if not live:
+            return
+
+
 def kill_owned(lab: str, netns: set[int], timeout: float = 5.0) -> list[int]:
     """SIGKILL every process the lab owns until none is left; return the PIDs it still
     finds after ``timeout`` (none, normally)."""

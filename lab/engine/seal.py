@@ -160,10 +160,20 @@ def seal_all(mininet_pids: dict[str, int], files: dict[str, NodeFiles], node_bin
              ) -> dict[str, ProcRef]:
     """Seal every host node (all started at once); node -> its init. Call from the main
     thread: each init dies with the thread that started it."""
+    return wait_all(start_all(mininet_pids, files, node_bin))
+
+
+def start_all(mininet_pids: dict[str, int], files: dict[str, NodeFiles], node_bin: Path
+              ) -> dict[str, tuple[subprocess.Popen, int]]:
+    """Start sealing every host node; ``wait_all`` waits for them (main thread only)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TZ", "LAB_INSTANCE")}
     env["HOME"] = HOME
-    procs = {name: start_init(pid, seal_command(name, files[name], node_bin), env)
-             for name, pid in mininet_pids.items()}
+    return {name: start_init(pid, seal_command(name, files[name], node_bin), env)
+            for name, pid in mininet_pids.items()}
+
+
+def wait_all(procs: dict[str, tuple[subprocess.Popen, int]]) -> dict[str, ProcRef]:
+    """The inits started by ``start_all``, once each said it is ready: node -> init."""
     inits: dict[str, ProcRef] = {}
     try:
         for name, (proc, status) in procs.items():

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.playbooks import adhoc
 
 
 def add_parsers(sub, add_lab) -> None:
@@ -90,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     lifecycle.require_root()
     playbooks = [load_playbook_ref(ref)[1] for ref in args.playbooks]
     scenarios = _scenarios(args, {pb.name for pb in playbooks})
+    from lab.playbooks import adhoc  # the models: loaded only where they are needed
+
     with adhoc.fault_scenarios(args.fault, playbooks) as made:
         for path, sc in made:
             print(adhoc.describe(path, sc), file=sys.stderr, flush=True)
@@ -143,6 +144,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _, playbook = load_playbook_ref(args.playbook)
     lab = f"{lab_prefix(args, 1)}-1"
     results = Path(args.results) if args.results else None
+    from lab.playbooks import adhoc
+
     with adhoc.fault_scenarios(args.fault, [playbook]) as made:
         path, scenario = made[0] if made else load(args.scenario)
         if made:

@@ -1,0 +1,269 @@
+"""The launcher process (``python -m lab.engine.launcherproc``): see lab.engine.launcher.
+
+It imports what a supervisor needs once, then serves requests on its socket: for each,
+it forks; the child makes a session of its own, takes the supervisor's own argv and
+environment (lab.engine.identity), and runs ``lab.engine.supervisor.main``. The launcher
+answers the child's PID, and its exit status later if `lab up` still waits on it. It
+never runs a lab's code itself, and it ends when idle or when its code has changed.
+"""
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from lab.engine.identity import set_identity
+from lab.engine.launcher import IDLE, START_TIMEOUT, connect, home, socket_path
+from lab.engine.state import proc_start_time
+
+
+class CodeStamp:
+    """The modification times of the lab's modules the launcher has loaded: a launcher
+    whose code was changed under it (an update, a developer's edit) ends instead of
+    forking, and `lab up` starts a new one."""
+
+    def __init__(self) -> None:
+        self.files = {path: _mtime(path) for path in _lab_files()}
+
+    def changed(self) -> bool:
+        return any(_mtime(path) != stamp for path, stamp in self.files.items())
+
+
+def _lab_files() -> list[str]:
+    return [m.__file__ for name, m in list(sys.modules.items())
+            if (name == "lab" or name.startswith("lab.")) and getattr(m, "__file__", None)]
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+class Launcher:
+    def __init__(self, server: socket.socket, lock: int) -> None:
+        self.server = server
+        self.lock = lock  # the state root's launcher lock: held while this process lives
+        self.sel = selectors.DefaultSelector()
+        self.children: dict[int, socket.socket | None] = {}  # pid -> `lab up` waiting on it
+        self.last = time.monotonic()
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._stop)
+        self.running = True
+        self.code = CodeStamp()
+        self.sel.register(server, selectors.EVENT_READ, self._accept)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, self._reap)
+
+    def _stop(self, *_: object) -> None:
+        self.running = False
+
+    def serve(self) -> None:
+        while self.running:
+            idle = not self.children and time.monotonic() - self.last > IDLE
+            if idle:
+                break
+            for key, _ in self.sel.select(timeout=1.0):
+                key.data()
+        # from now on nobody connects to this launcher: a `lab up` starts the next one,
+        # which binds the path once this one has ended (the lock)
+        socket_path().unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        conn, _ = self.server.accept()
+        self.last = time.monotonic()
+        if self.code.changed():  # never fork a supervisor from code that is no longer there
+            print("launcher: the lab's code changed; ending", flush=True)
+            socket_path().unlink(missing_ok=True)
+            conn.close()
+            self.running = False
+            return
+        try:
+            msg, fds = _receive(conn)
+            if msg is None:  # a connection that only checks the launcher is there
+                conn.close()
+                return
+        except (OSError, ValueError) as e:
+            print(f"launcher: request refused: {e}", flush=True)
+            conn.close()
+            return
+        try:
+            pid = self._fork(msg["lab"], msg["env"], fds, conn)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"launcher: request refused: {e}", flush=True)
+            conn.close()
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.children[pid] = conn
+        start = proc_start_time(pid) or 0
+        try:
+            conn.sendall(json.dumps({"pid": pid, "start": start}).encode() + b"\n")
+        except OSError:
+            self.children[pid] = None
+            conn.close()
+        self._reap()  # a child that died at once
+
+    def _fork(self, lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -> int:
+        if len(fds) != 2 or not isinstance(lab, str) or not isinstance(env, dict):
+            raise ValueError("expected a lab, its environment, the ready pipe and the log")
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                conn.close()
+                code = _child(self, lab, env, fds)
+            except BaseException:  # noqa: BLE001 - the child must never return into the loop
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        return pid
+
+    def _reap(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.wake_r, 4096)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.last = time.monotonic()
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
+                conn.close()
+
+    def close_in_child(self) -> None:
+        """What the launcher holds that a supervisor must not."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        self.sel.close()
+        self.server.close()
+        os.close(self.lock)  # a supervisor must not hold the lock (flock: shared on fork)
+        os.close(self.wake_r)
+        for conn in self.children.values():
+            if conn is not None:
+                conn.close()
+
+
+def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
+    conn.settimeout(5.0)
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(2 * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    got = list(fds)
+    if not msg and not got:
+        return None, []
+    try:
+        return json.loads(msg), got
+    except ValueError:
+        for fd in got:
+            os.close(fd)
+        raise
+
+
+def _child(launcher: Launcher, lab: str, env: dict[str, str], fds: list[int]) -> int:
+    """In the forked child: become the lab's supervisor."""
+    ready_fd, log_fd = fds
+    launcher.close_in_child()
+    os.setsid()
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(devnull)
+    os.close(log_fd)
+    argv = [sys.executable, "-m", "lab.engine.supervisor", lab, str(ready_fd)]
+    os.environ.clear()
+    os.environ.update(env)
+    set_identity(argv, env)
+    sys.argv = argv[2:]
+    gc.enable()
+    from lab.engine.supervisor import main
+
+    return main([lab, str(ready_fd)])
+
+
+# what a supervisor imports, loaded once before any fork
+PRELOAD = ("asyncio", "mininet.link", "mininet.net", "mininet.node", "mininet.nodelib",
+           "lab.engine.supervisor", "lab.engine.network", "lab.engine.seal",
+           "lab.engine.status", "lab.engine.exercise", "lab.services.host", "lab.faults",
+           "lab.probes")
+
+
+def preload() -> None:
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+
+
+def _take(lock: int) -> bool:
+    """The state root's launcher lock; False if another launcher holds it and answers
+    (one that is ending lets go of it in a moment)."""
+    deadline = time.monotonic() + START_TIMEOUT / 2
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        try:
+            connect().close()
+            return False
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+
+def main() -> int:
+    gc.disable()  # the children share the launcher's pages while nothing writes to them
+    home().mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = os.open(home() / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    if not _take(lock):
+        return 0  # another launcher serves this state root
+    # the launcher's own name, and the proof that it can give its children theirs
+    set_identity([sys.executable, "-m", "lab.engine.launcherproc"], dict(os.environ))
+    preload()
+    gc.freeze()
+    path = socket_path()
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o077)
+    server.bind(str(path))
+    os.umask(old)
+    server.listen(64)
+    try:
+        Launcher(server, lock).serve()
+    finally:
+        path.unlink(missing_ok=True)  # before the lock is let go: the next one binds anew
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
