@@ -39,7 +39,7 @@ class NodeFiles:
 
     def create(self, node: Node) -> None:
         """Write the node's own resolv.conf, hosts and hostname; make its private dirs;
-        white out the host's unreadable /etc entries."""
+        hide the host's unreadable /etc entries (files whited out, directories opaque)."""
         for d in ("etc", ".etc-work") + PRIVATE_DIRS:
             self.path(d).mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(mode=0o755)
@@ -48,9 +48,16 @@ class NodeFiles:
         self.path("/etc/hosts").write_text(hosts_file(self.name, node))
         self.path("/etc/hostname").write_text(self.name + "\n")
         for entry in unreadable_etc():
-            upper = self.path("/etc") / entry
-            if not os.path.lexists(upper):
-                _make_parents(upper.parent, (Path("/etc") / entry).parent)
+            upper, host = self.path("/etc") / entry, Path("/etc") / entry
+            if os.path.lexists(upper):
+                continue
+            if host.is_dir():
+                # opaque: none of the host's entries show, the lab may add its own (a mail
+                # server's TLS key in /etc/ssl/private)
+                _make_parents(upper, host)
+                os.setxattr(upper, "trusted.overlay.opaque", b"y")
+            else:
+                _make_parents(upper.parent, host.parent)
                 os.mknod(upper, 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # overlayfs whiteout
 
     def private(self) -> dict[str, Path]:
