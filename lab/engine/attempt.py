@@ -44,8 +44,10 @@ def load(ref: str) -> tuple[Path, Scenario]:
 
 def check_forced(refs: list[FaultRef], scenario: Scenario) -> None:
     """Faults forced with `--fault NAME:k=v,...`, checked before anything is built."""
-    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
-                                   scenario.variant, scenario.overrides)
+    from lab.model.topology import load_topology
+
+    topo = load_topology(lifecycle.resolve_topology(scenario.topology), scenario.variant,
+                         scenario.overrides)
     problems = forced_problems(refs, params_models(), topo)
     if problems:
         raise LabError("\n  ".join(problems), hint="`lab faults` lists every fault and its "
@@ -64,7 +66,7 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
     except Interrupted as e:
         if e.lab_is_up is None:
             raise
-        _take_down(e.lab_is_up)  # up, but no attempt yet: Ctrl-C stops the whole start
+        take_down(e.lab_is_up)  # up, but no attempt yet: Ctrl-C stops the whole start
         raise Interrupted(f"lab '{lab}' was up but no attempt had started: it is taken "
                           "down again") from None
     try:
@@ -73,16 +75,17 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
                                faults=[f.model_dump() for f in faults or []],
                                trainee=trainee, uid=uid)
     except KeyboardInterrupt:
-        _take_down(state.lab)
+        take_down(state.lab)
         raise Interrupted(f"the start of lab '{state.lab}' was stopped; the lab is taken "
                           "down again") from None
     except BaseException:
-        _take_down(state.lab)
+        take_down(state.lab)
         raise
 
 
-def _take_down(lab: str) -> None:
-    """Down a lab whose start failed or was interrupted (a second Ctrl-C waits for it)."""
+def take_down(lab: str) -> None:
+    """Down a lab (one whose start failed or was interrupted, a finished one), by
+    ownership if its supervisor does not answer; a second Ctrl-C waits for it."""
     with interrupts.held():
         try:
             lifecycle.down(lab)
@@ -98,7 +101,4 @@ def attempt_lab(path: Path, scenario: Scenario, lab: str, seed: int) -> Iterator
     try:
         yield ticket
     finally:
-        try:
-            lifecycle.down(lab)
-        except LabError:
-            lifecycle.clean_one(lab, force=True)
+        take_down(lab)
