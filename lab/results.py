@@ -71,9 +71,14 @@ def find(root: Path, ref: str) -> Path:
 
 def report_of(attempt: Attempt) -> Report:
     """The score report kept in a record, as a Report for the renderers."""
-    data: dict[str, Any] | None = attempt.score
-    if not data:
+    if not attempt.score:
         raise LabError("this attempt was never scored")
+    return report_from_json(attempt.score)
+
+
+def report_from_json(data: dict[str, Any]) -> Report:
+    """A Report from the JSON the scorer made of it (``lab score --json``, a record's
+    ``score``, the supervisor's live view)."""
     try:
         verdicts = [FaultVerdict(v["fault"], v["params"], v["cause"], v["node"], v["verdict"],
                                  v["why"], _submission(v.get("submission")), v["points"])
