@@ -74,7 +74,8 @@ async function refreshDetail() {
   if (!response.ok) return;
   const d = await response.json();
   document.getElementById("detail-title").textContent =
-    `${detailName}: ${d.commands.length} commands, ${mmss(d.seconds_used || 0)} used`;
+    `${detailName}: ${d.commands.length} command${d.commands.length === 1 ? "" : "s"}, ` +
+    `${mmss(d.seconds_used || 0)} used`;
   document.getElementById("detail-commands").replaceChildren(...d.commands.map((c) =>
     el("tr", {}, el("td", {class: "num"}, mmss(c.t)), el("td", {}, c.node), el("td", {}, el("code", {}, c.line)))));
   document.getElementById("detail-hints").replaceChildren(...(d.hints || []).map((h) =>

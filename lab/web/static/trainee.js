@@ -99,10 +99,15 @@ new ResizeObserver(() => {
 // --- clock -------------------------------------------------------------------------
 const clock = document.getElementById("clock");
 function tick() {
+  if (finished) {
+    clock.textContent = "finished";
+    clock.classList.remove("late", "soon");
+    return;
+  }
   clock.textContent = secondsLeft >= 0 ? mmss(secondsLeft) : `over by ${mmss(-secondsLeft)}`;
   clock.classList.toggle("late", secondsLeft < 0);
   clock.classList.toggle("soon", secondsLeft >= 0 && secondsLeft < 120);
-  if (!finished) secondsLeft -= 1;
+  secondsLeft -= 1;
 }
 setInterval(tick, 1000);
 tick();
@@ -173,6 +178,7 @@ async function showReport(scored) {
   for (const b of [finishButton, document.getElementById("hint-button"),
                    ...document.querySelectorAll("#submit-form button")]) b.disabled = true;
   finishButton.textContent = "Finished";
+  tick();
   document.getElementById("terminals").hidden = true;
   for (const entry of terminals.values()) if (entry.ws) entry.ws.close();
   document.getElementById("report").hidden = false;
