@@ -382,7 +382,10 @@ def test_ending_the_class_scores_and_takes_the_labs_down(dashboard, served, bob,
     from playwright.sync_api import expect
 
     dashboard.click("#end-class")
-    expect(dashboard.locator("#class-phase")).to_have_text("ended", timeout=120_000)
+    try:
+        expect(dashboard.locator("#class-phase")).to_have_text("ended", timeout=180_000)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nserver output:\n{''.join(served.output)}") from None
     expect(row(dashboard, BOB).locator("td.score")).to_contain_text("/ 100")
     assert dashboard.evaluate("window.notReloaded") is True
     assert served.labs() == []

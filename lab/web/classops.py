@@ -9,6 +9,7 @@ is about (a trainee's own, from their token), never the request itself.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from lab.model.topology import load_topology
 from lab.scoring.causes import get_cause
 from lab.web.roster import Classroom, Trainee
 
+log = logging.getLogger("lab.web")
 POLL_TIMEOUT = 3.0
 SCORE_TIMEOUT = 120.0
 POLL_WORKERS = 8
@@ -89,32 +91,43 @@ class ClassOps:
         self.on_change()
 
     def end_class(self) -> None:
-        """Score every open attempt, then take every lab of the class down (blocking)."""
+        """Score every open attempt, then take every lab of the class down (blocking).
+        The class is "ended" afterwards whatever went wrong; a trainee's line says what."""
         room = self.classroom
         if room is None or room.phase in ("ending", "ended"):
             return
         with room.lock:
             room.phase = "ending"
         self.on_change()
-        self._wait_builder()
-        trainees = [t for t in room.trainees.values() if t.lab_state == "up"]
-        with ThreadPoolExecutor(self.parallel, thread_name_prefix="end") as pool:
-            list(pool.map(self._score_quietly, trainees))
-            list(pool.map(self._down, trainees))
-        with room.lock:
-            room.phase = "ended"
-        self.on_change()
+        try:
+            self._wait_builder()
+            trainees = [t for t in room.trainees.values() if t.lab_state == "up"]
+            with ThreadPoolExecutor(self.parallel, thread_name_prefix="end") as pool:
+                list(pool.map(self._score_quietly, trainees))
+                list(pool.map(self._down, trainees))
+        finally:
+            with room.lock:
+                room.phase = "ended"
+            self.on_change()
 
     def _score_quietly(self, trainee: Trainee) -> None:
+        if trainee.attempt != "open":
+            return
         try:
             self.finish(trainee)
         except LabError as e:
-            trainee.error = e.message
+            trainee.error = f"not scored: {e.message}"
+        except Exception as e:
+            log.exception("scoring %s", trainee.lab)
+            trainee.error = f"not scored: {type(e).__name__}: {e}"
 
     def _down(self, trainee: Trainee) -> None:
         close_terminals(trainee)
-        take_down(trainee.lab)
-        trainee.lab_state = "down"
+        trainee.lab_state = "stopping"
+        self.on_change()
+        trainee.lab_state = "down" if _take_down(trainee.lab) else "failed"
+        if trainee.lab_state == "failed":
+            trainee.error = "the lab could not be taken down: see `lab ls`"
         self.on_change()
 
     def _wait_builder(self) -> None:
@@ -131,7 +144,7 @@ class ClassOps:
                 close_terminals(trainee)
         left = [lab for lab in self.started_labs if lab_dir(lab).exists()]
         with ThreadPoolExecutor(max(1, self.parallel), thread_name_prefix="down") as pool:
-            list(pool.map(take_down, left))
+            list(pool.map(_take_down, left))
         self.poller.shutdown(wait=False, cancel_futures=True)
         return left
 
@@ -188,6 +201,8 @@ class ClassOps:
         try:
             live = control.request(trainee.lab, "live", timeout=POLL_TIMEOUT, detail=False)
         except LabError as e:
+            if trainee.lab_state != "up":
+                return  # being taken down by the server itself
             if lifecycle.phase(trainee.lab) in ("dead", "stopping") or not lab_dir(
                     trainee.lab).exists():
                 trainee.lab_state, trainee.error = "down", "the lab went down"
@@ -231,6 +246,15 @@ class ClassOps:
                 "commands": view.get("commands", []), "hint_times": view.get("hints", []),
                 "report": trainee.score})
         return out
+
+
+def _take_down(lab: str) -> bool:
+    """Down a lab, whatever stands in the way; whether it is gone."""
+    try:
+        take_down(lab)
+    except Exception:
+        log.exception("taking lab %s down", lab)
+    return not lab_dir(lab).exists()
 
 
 def close_terminals(trainee: Trainee) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -20,6 +21,8 @@ from lab.engine import batch
 from lab.errors import LabError
 from lab.web import auth, reports
 from lab.web.guards import error, instructor, read_json
+
+log = logging.getLogger("lab.web")
 
 
 async def login(request: Request) -> Response:
@@ -139,8 +142,14 @@ async def export_json(request: Request, web) -> Response:
 async def end_class(request: Request, web) -> Response:
     if web.ops.classroom is None:
         return error(LabError("no class is running"))
-    asyncio.get_running_loop().run_in_executor(None, web.ops.end_class)
+    asyncio.get_running_loop().run_in_executor(None, web.ops.end_class).add_done_callback(
+        _log_failure)
     return JSONResponse({"ending": True})
+
+
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("ending the class failed", exc_info=future.exception())
 
 
 ROUTES = [

@@ -18,9 +18,9 @@ from typing import Any
 from lab.model.topology import Topology
 from lab.web import auth
 
-# a lab: queued (waits for a free builder), starting, up, failed, down
+# a lab: queued (waits for a free builder), starting, up, failed, stopping, down
 # an attempt: none (not started), open, scoring, scored
-LAB_STATES = ("queued", "starting", "up", "failed", "down")
+LAB_STATES = ("queued", "starting", "up", "failed", "stopping", "down")
 EXPORT_FIELDS = ("trainee", "lab", "seed", "lab_state", "attempt", "started_utc",
                  "minutes_used", "commands", "hints", "submissions", "right", "wrong",
                  "score", "max")

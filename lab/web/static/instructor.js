@@ -58,7 +58,7 @@ function render(snap) {
   document.getElementById("class-progress").textContent =
     `labs up ${p.up} of ${p.total}` + (p.starting ? `, ${p.starting} starting` : "") +
     (p.queued ? `, ${p.queued} waiting` : "") + (p.failed ? `, ${p.failed} failed` : "") +
-    (p.down ? `, ${p.down} down` : "");
+    (p.stopping ? `, ${p.stopping} going down` : "") + (p.down ? `, ${p.down} down` : "");
   const bar = document.getElementById("progress-bar");
   bar.max = p.total; bar.value = p.up + p.failed + p.down;
   const names = new Set(snap.trainees.map((t) => t.trainee));
