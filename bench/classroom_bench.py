@@ -1,0 +1,279 @@
+"""A class of 30 on this machine: the classroom server's labs, terminals and keystroke echo.
+
+    sudo .venv/bin/python bench/classroom_bench.py [--trainees 30] [--keys 20] [--rounds 3]
+
+`lab serve` runs on a free loopback port; the instructor starts a class (one lab per
+trainee, ``--parallel`` built at once) and the bench times how long until every lab is
+up. Then every trainee's terminal is opened at once (a websocket per trainee, each a
+shell sealed in the ext-ws node of that trainee's lab), and each types ``--keys`` keys at
+typing pace, all together, timing each key from send to its echo on the websocket.
+
+Baseline, in the same run and under the same load: the same typing on shells opened
+directly on the node's terminal (nodeshell.open_lab_shell, a pty read and written by this
+process, no server and no websocket). Both are measured ``--rounds`` times, alternating;
+the figures are p50/p95 over all samples and the median of the rounds' p95. The server's
+RSS is read from /proc at each stage. Everything is taken down at the end (the server
+takes its labs down when it gets SIGTERM; the bench checks that it did).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from labcli import LAB_CMD, PROJECT_ROOT, run_lab
+
+from lab.web.client import Session, read_until
+
+NODE = "ext-ws"
+PROMPT = rf":{NODE}\] "
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class Server:
+    def __init__(self, prefix: str, parallel: int) -> None:
+        self.prefix = prefix
+        self.proc = subprocess.Popen(
+            [*LAB_CMD, "serve", "--listen", "127.0.0.1:0", "--lab-prefix", prefix,
+             "--parallel", str(parallel)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=PROJECT_ROOT)
+        for line in self.proc.stdout:
+            found = re.search(r"instructor link: (\S+)", line)
+            if found:
+                self.link = found.group(1)
+                break
+        else:
+            raise RuntimeError("lab serve did not start")
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=300)
+        return out
+
+
+def start_class(instructor: Session, count: int) -> tuple[float, list[dict]]:
+    started = time.monotonic()
+    instructor.post_ok("/instructor/class", {"scenario": "mail-server-down", "count": count})
+    while True:
+        snap = instructor.snapshot()
+        if snap["phase"] != "starting":
+            break
+        time.sleep(0.5)
+    took = time.monotonic() - started
+    failed = [t for t in snap["trainees"] if t["lab_state"] != "up"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} labs did not come up: {failed[0]['error']}")
+    return took, snap["trainees"]
+
+
+class WebTerminal:
+    """A trainee's browser terminal, scripted."""
+
+    def __init__(self, instructor: Session, trainee: dict) -> None:
+        link = instructor.base + trainee["link"]
+        self.session = Session(link)
+        self.session.login(link)
+        self.name = trainee["trainee"]
+
+    def open(self) -> None:
+        self.ws = self.session.terminal(self.name, NODE, cols=200)
+        read_until(self.ws, PROMPT, timeout=60)
+
+    def key(self, data: bytes) -> float:
+        sent = time.perf_counter()
+        self.ws.send(data)
+        seen = b""
+        while data not in seen:
+            seen += self.ws.recv(timeout=30)
+        return time.perf_counter() - sent
+
+    def clear(self) -> None:
+        self.ws.send(b"\x15")  # Ctrl-U: an empty line again
+        time.sleep(0.2)
+        while True:
+            try:
+                self.ws.recv(timeout=0.1)
+            except TimeoutError:
+                return
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class DirectShell:
+    """The baseline: the same node's shell on its own terminal, no server in between."""
+
+    def __init__(self, lab: str) -> None:
+        from lab.engine import nodeshell
+
+        self.shell = nodeshell.open_lab_shell(lab, NODE, 24, 200,
+                                              {"TERM": "xterm-256color", "LANG": "C.UTF-8"})
+        self.read_until(PROMPT.encode())
+
+    def read_until(self, want: bytes, timeout: float = 30) -> None:
+        import select
+
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while not re.search(want, seen):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.shell.master], [], [], left)[0]:
+                raise TimeoutError(f"{want!r} not seen")
+            seen += os.read(self.shell.master, 65536)
+
+    def key(self, data: bytes) -> float:
+        sent = time.perf_counter()
+        os.write(self.shell.master, data)
+        self.read_until(re.escape(data))
+        return time.perf_counter() - sent
+
+    def clear(self) -> None:
+        import select
+
+        os.write(self.shell.master, b"\x15")
+        time.sleep(0.2)
+        while select.select([self.shell.master], [], [], 0.1)[0]:
+            os.read(self.shell.master, 65536)
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+def type_together(terminals: list, keys: int, rng: random.Random) -> list[float]:
+    """Every terminal types ``keys`` keys at once, 50-150 ms apart; the echo times."""
+    samples: list[float] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def typist(term, seed: int) -> None:
+        pace = random.Random(seed)
+        mine = []
+        try:
+            for _ in range(keys):
+                time.sleep(pace.uniform(0.05, 0.15))
+                mine.append(term.key(b"x"))
+            term.clear()
+        except BaseException as e:  # noqa: BLE001 - reported after the others finish
+            errors.append(e)
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=typist, args=(t, rng.random())) for t in terminals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return samples
+
+
+def all_at_once(calls: list[Callable[[], object]]) -> None:
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def timed(what: str, fn: Callable[[], object]) -> float:
+    started = time.monotonic()
+    fn()
+    took = time.monotonic() - started
+    print(f"{what}: {took:.2f} s", flush=True)
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trainees", type=int, default=30)
+    parser.add_argument("--keys", type=int, default=20, help="keys per terminal per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=4, help="labs built at once")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the classroom bench builds labs: run it as root")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    prefix = f"wbb{os.getpid() % 10000}"
+    server = Server(prefix, args.parallel)
+    terminals: list = []
+    direct: list = []
+    try:
+        instructor = Session(server.link)
+        instructor.login(server.link)
+        print(f"server RSS, idle: {rss_mb(server.proc.pid):.0f} MB")
+        took, trainees = start_class(instructor, args.trainees)
+        print(f"{args.trainees} labs up in {took:.1f} s ({args.parallel} built at once, "
+              f"{took / args.trainees:.2f} s per lab)")
+        print(f"server RSS, {args.trainees} labs up: {rss_mb(server.proc.pid):.0f} MB")
+        terminals = [WebTerminal(instructor, t) for t in trainees]
+        timed(f"{len(terminals)} web terminals opened at once (to the prompt)",
+              lambda: all_at_once([t.open for t in terminals]))
+        missing = [t.name for t in terminals if not hasattr(t, "ws")]
+        if missing:
+            raise RuntimeError(f"terminals not opened: {missing}")
+        print(f"server RSS, {len(terminals)} terminals open: "
+              f"{rss_mb(server.proc.pid):.0f} MB")
+        direct = [DirectShell(t["lab"]) for t in trainees]
+        rng = random.Random(1)
+        web_all, direct_all, web_p95, direct_p95 = [], [], [], []
+        for n in range(1, args.rounds + 1):
+            d = type_together(direct, args.keys, rng)
+            w = type_together(terminals, args.keys, rng)
+            direct_all += d
+            web_all += w
+            direct_p95.append(percentile(d, 0.95))
+            web_p95.append(percentile(w, 0.95))
+            print(f"round {n}: web p50 {percentile(w, 0.5):.1f} ms p95 {web_p95[-1]:.1f} ms "
+                  f"({len(w)} keys); direct pty p50 {percentile(d, 0.5):.1f} ms "
+                  f"p95 {direct_p95[-1]:.1f} ms ({len(d)} keys)", flush=True)
+        print(f"server RSS, after typing: {rss_mb(server.proc.pid):.0f} MB")
+        print(f"\nkeystroke echo, {len(web_all)} keys over {len(terminals)} browser "
+              f"terminals at once:\n  web (websocket via lab serve): p50 "
+              f"{percentile(web_all, 0.5):.1f} ms, p95 {percentile(web_all, 0.95):.1f} ms "
+              f"(median of the rounds' p95: {statistics.median(web_p95):.1f} ms)\n"
+              f"  baseline (the node's pty, directly): p50 {percentile(direct_all, 0.5):.1f}"
+              f" ms, p95 {percentile(direct_all, 0.95):.1f} ms (median of the rounds' p95: "
+              f"{statistics.median(direct_p95):.1f} ms)\n  ratio of p95 (web / direct): "
+              f"{percentile(web_all, 0.95) / max(percentile(direct_all, 0.95), 1e-3):.1f}")
+    finally:
+        for term in terminals:
+            if hasattr(term, "ws"):
+                term.close()
+        for shell in direct:
+            shell.close()
+        stopped = time.monotonic()
+        out = server.stop()
+        print(f"server stopped in {time.monotonic() - stopped:.1f} s: "
+              f"{out.strip().splitlines()[-1] if out.strip() else ''}")
+        from lab.engine.state import lab_names
+
+        left = [lab for lab in lab_names() if lab.startswith(f"{prefix}-")]
+        for lab in left:
+            run_lab("down", "--lab", lab)
+        print(f"labs left by the server: {len(left)}")
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
