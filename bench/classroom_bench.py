@@ -8,7 +8,9 @@ up. Then every trainee's terminal is opened at once (a websocket per trainee, ea
 shell sealed in the ext-ws node of that trainee's lab), and each types ``--keys`` keys at
 typing pace, all together, timing each key from send to its echo on the websocket.
 
-Baseline, in the same run and under the same load: the same typing on shells opened
+The instructor's dashboard stays open throughout (its event stream is read, so the server
+asks every lab's supervisor for its live view once a second). Baseline, in the same run
+and under the same load: the same typing on shells opened
 directly on the node's terminal (nodeshell.open_lab_shell, a pty read and written by this
 process, no server and no websocket). Both are measured ``--rounds`` times, alternating;
 the figures are p50/p95 over all samples and the median of the rounds' p95. The server's
@@ -158,6 +160,30 @@ class DirectShell:
         self.shell.close()
 
 
+class Dashboard:
+    """The instructor's dashboard left open: its event stream read throughout (so the
+    server polls every supervisor once a second, as during a real class)."""
+
+    def __init__(self, instructor: Session) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(instructor.base + "/instructor/events")
+        self.stream = instructor.opener.open(request, timeout=60)
+        self.events = 0
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self.stream:
+                self.events += line.startswith(b"data: ")
+        except (OSError, ValueError):
+            return  # closed
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def type_together(terminals: list, keys: int, rng: random.Random) -> list[float]:
     """Every terminal types ``keys`` keys at once, 50-150 ms apart; the echo times."""
     samples: list[float] = []
@@ -234,6 +260,7 @@ def main() -> int:
         print(f"server RSS, {len(terminals)} terminals open: "
               f"{rss_mb(server.proc.pid):.0f} MB")
         direct = [DirectShell(t["lab"]) for t in trainees]
+        watching = Dashboard(instructor)
         rng = random.Random(1)
         web_all, direct_all, web_p95, direct_p95 = [], [], [], []
         for n in range(1, args.rounds + 1):
@@ -246,7 +273,9 @@ def main() -> int:
             print(f"round {n}: web p50 {percentile(w, 0.5):.1f} ms p95 {web_p95[-1]:.1f} ms "
                   f"({len(w)} keys); direct pty p50 {percentile(d, 0.5):.1f} ms "
                   f"p95 {direct_p95[-1]:.1f} ms ({len(d)} keys)", flush=True)
-        print(f"server RSS, after typing: {rss_mb(server.proc.pid):.0f} MB")
+        print(f"server RSS, after typing: {rss_mb(server.proc.pid):.0f} MB; the open "
+              f"dashboard got {watching.events} updates meanwhile")
+        watching.close()
         print(f"\nkeystroke echo, {len(web_all)} keys over {len(terminals)} browser "
               f"terminals at once:\n  web (websocket via lab serve): p50 "
               f"{percentile(web_all, 0.5):.1f} ms, p95 {percentile(web_all, 0.95):.1f} ms "
