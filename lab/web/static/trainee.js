@@ -104,6 +104,10 @@ function tick() {
     clock.classList.remove("late", "soon");
     return;
   }
+  if (app.dataset.labState !== "up") {
+    clock.textContent = "--:--";
+    return;
+  }
   clock.textContent = secondsLeft >= 0 ? mmss(secondsLeft) : `over by ${mmss(-secondsLeft)}`;
   clock.classList.toggle("late", secondsLeft < 0);
   clock.classList.toggle("soon", secondsLeft >= 0 && secondsLeft < 120);
@@ -118,10 +122,14 @@ async function sync() {
   const state = await response.json();
   secondsLeft = state.seconds_left;
   document.getElementById("hints-left").textContent = state.hints_left;
+  if (state.lab_state !== app.dataset.labState && app.dataset.labState !== "up") {
+    location.reload();  // the lab came up (or failed) since the page was made
+    return;
+  }
   if (state.attempt === "scored" && !finished) showReport();
   if (state.score !== null) showScore(state.score, state.max);
 }
-setInterval(sync, 15000);
+setInterval(sync, ["queued", "starting"].includes(app.dataset.labState) ? 2000 : 15000);
 
 // --- hints, diagnosis, finishing ------------------------------------------------------
 document.getElementById("hint-button").addEventListener("click", async () => {
@@ -193,7 +201,7 @@ function showScore(total, max) {
 if (finished) {
   showReport();
   sync();
-} else {
+} else if (app.dataset.labState === "up") {
   const first = document.querySelector(".tab");
   if (first) show(first.dataset.node);
 }
