@@ -177,8 +177,8 @@ class Dashboard:
         try:
             for line in self.stream:
                 self.events += line.startswith(b"data: ")
-        except (OSError, ValueError):
-            return  # closed
+        except (OSError, ValueError, AttributeError):
+            return  # closed under the reader (http.client's way of saying so varies)
 
     def close(self) -> None:
         self.stream.close()
@@ -229,6 +229,66 @@ def timed(what: str, fn: Callable[[], object]) -> float:
     return took
 
 
+def open_terminals(instructor: Session, trainees: list[dict], pid: int) -> list[WebTerminal]:
+    terminals = [WebTerminal(instructor, t) for t in trainees]
+    timed(f"{len(terminals)} web terminals opened at once (to the prompt)",
+          lambda: all_at_once([t.open for t in terminals]))
+    missing = [t.name for t in terminals if not hasattr(t, "ws")]
+    if missing:
+        raise RuntimeError(f"terminals not opened: {missing}")
+    print(f"server RSS, {len(terminals)} terminals open: {rss_mb(pid):.0f} MB")
+    return terminals
+
+
+def echo_rounds(terminals: list, direct: list, keys: int, rounds: int
+                ) -> dict[str, tuple[list[float], list[float]]]:
+    """Both ways in turn, ``rounds`` times: per way every sample and each round's p95."""
+    rng = random.Random(1)
+    got: dict[str, tuple[list[float], list[float]]] = {"web": ([], []), "direct": ([], [])}
+    for n in range(1, rounds + 1):
+        line = []
+        for way, terms in (("direct", direct), ("web", terminals)):
+            samples = type_together(terms, keys, rng)
+            got[way][0].extend(samples)
+            got[way][1].append(percentile(samples, 0.95))
+            line.append(f"{way} p50 {percentile(samples, 0.5):.1f} ms p95 "
+                        f"{got[way][1][-1]:.1f} ms ({len(samples)} keys)")
+        print(f"round {n}: " + "; ".join(line), flush=True)
+    return got
+
+
+def report(got: dict[str, tuple[list[float], list[float]]], terminals: int) -> None:
+    names = {"web": "web (websocket via lab serve)",
+             "direct": "baseline (the node's pty, directly)"}
+    print(f"\nkeystroke echo, {len(got['web'][0])} keys over {terminals} browser terminals "
+          "at once:")
+    for way, (samples, p95s) in got.items():
+        print(f"  {names[way]}: p50 {percentile(samples, 0.5):.1f} ms, p95 "
+              f"{percentile(samples, 0.95):.1f} ms (median of the rounds' p95: "
+              f"{statistics.median(p95s):.1f} ms)")
+    ratio = percentile(got["web"][0], 0.95) / max(percentile(got["direct"][0], 0.95), 1e-3)
+    print(f"  ratio of p95 (web / direct): {ratio:.1f}")
+
+
+def take_down(server: Server, terminals: list, direct: list) -> None:
+    """Close everything; the server takes its labs down; check that it did."""
+    from lab.engine.state import lab_names
+
+    for term in terminals:
+        if hasattr(term, "ws"):
+            term.close()
+    for shell in direct:
+        shell.close()
+    stopped = time.monotonic()
+    out = server.stop().strip()
+    print(f"server stopped in {time.monotonic() - stopped:.1f} s: "
+          f"{out.splitlines()[-1] if out else ''}")
+    left = [lab for lab in lab_names() if lab.startswith(f"{server.prefix}-")]
+    for lab in left:
+        run_lab("down", "--lab", lab)
+    print(f"labs left by the server: {len(left)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainees", type=int, default=30)
@@ -238,70 +298,35 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the classroom bench builds labs: run it as root")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    prefix = f"wbb{os.getpid() % 10000}"
-    server = Server(prefix, args.parallel)
+    print(f"load average at start: {loadavg()}")
+    server = Server(f"wbb{os.getpid() % 10000}", args.parallel)
+    pid = server.proc.pid
     terminals: list = []
     direct: list = []
     try:
         instructor = Session(server.link)
         instructor.login(server.link)
-        print(f"server RSS, idle: {rss_mb(server.proc.pid):.0f} MB")
+        print(f"server RSS, idle: {rss_mb(pid):.0f} MB")
         took, trainees = start_class(instructor, args.trainees)
         print(f"{args.trainees} labs up in {took:.1f} s ({args.parallel} built at once, "
               f"{took / args.trainees:.2f} s per lab)")
-        print(f"server RSS, {args.trainees} labs up: {rss_mb(server.proc.pid):.0f} MB")
-        terminals = [WebTerminal(instructor, t) for t in trainees]
-        timed(f"{len(terminals)} web terminals opened at once (to the prompt)",
-              lambda: all_at_once([t.open for t in terminals]))
-        missing = [t.name for t in terminals if not hasattr(t, "ws")]
-        if missing:
-            raise RuntimeError(f"terminals not opened: {missing}")
-        print(f"server RSS, {len(terminals)} terminals open: "
-              f"{rss_mb(server.proc.pid):.0f} MB")
+        print(f"server RSS, {args.trainees} labs up: {rss_mb(pid):.0f} MB")
+        terminals = open_terminals(instructor, trainees, pid)
         direct = [DirectShell(t["lab"]) for t in trainees]
         watching = Dashboard(instructor)
-        rng = random.Random(1)
-        web_all, direct_all, web_p95, direct_p95 = [], [], [], []
-        for n in range(1, args.rounds + 1):
-            d = type_together(direct, args.keys, rng)
-            w = type_together(terminals, args.keys, rng)
-            direct_all += d
-            web_all += w
-            direct_p95.append(percentile(d, 0.95))
-            web_p95.append(percentile(w, 0.95))
-            print(f"round {n}: web p50 {percentile(w, 0.5):.1f} ms p95 {web_p95[-1]:.1f} ms "
-                  f"({len(w)} keys); direct pty p50 {percentile(d, 0.5):.1f} ms "
-                  f"p95 {direct_p95[-1]:.1f} ms ({len(d)} keys)", flush=True)
-        print(f"server RSS, after typing: {rss_mb(server.proc.pid):.0f} MB; the open "
-              f"dashboard got {watching.events} updates meanwhile")
+        got = echo_rounds(terminals, direct, args.keys, args.rounds)
+        print(f"server RSS, after typing: {rss_mb(pid):.0f} MB; the open dashboard got "
+              f"{watching.events} updates meanwhile")
         watching.close()
-        print(f"\nkeystroke echo, {len(web_all)} keys over {len(terminals)} browser "
-              f"terminals at once:\n  web (websocket via lab serve): p50 "
-              f"{percentile(web_all, 0.5):.1f} ms, p95 {percentile(web_all, 0.95):.1f} ms "
-              f"(median of the rounds' p95: {statistics.median(web_p95):.1f} ms)\n"
-              f"  baseline (the node's pty, directly): p50 {percentile(direct_all, 0.5):.1f}"
-              f" ms, p95 {percentile(direct_all, 0.95):.1f} ms (median of the rounds' p95: "
-              f"{statistics.median(direct_p95):.1f} ms)\n  ratio of p95 (web / direct): "
-              f"{percentile(web_all, 0.95) / max(percentile(direct_all, 0.95), 1e-3):.1f}")
+        report(got, len(terminals))
     finally:
-        for term in terminals:
-            if hasattr(term, "ws"):
-                term.close()
-        for shell in direct:
-            shell.close()
-        stopped = time.monotonic()
-        out = server.stop()
-        print(f"server stopped in {time.monotonic() - stopped:.1f} s: "
-              f"{out.strip().splitlines()[-1] if out.strip() else ''}")
-        from lab.engine.state import lab_names
-
-        left = [lab for lab in lab_names() if lab.startswith(f"{prefix}-")]
-        for lab in left:
-            run_lab("down", "--lab", lab)
-        print(f"labs left by the server: {len(left)}")
-        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        take_down(server, terminals, direct)
+        print(f"load average at the end: {loadavg()}")
     return 0
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
