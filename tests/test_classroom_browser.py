@@ -101,7 +101,7 @@ def _stop_and_clean(served: Served, trainees: list[str]) -> tuple[str, list[str]
 def served(require_root) -> Iterator[Served]:
     srv = Served(f"wbt{SESSION}")
     yield srv
-    out, left = _stop_and_clean(srv, [ALICE, BOB])
+    out, left = _stop_and_clean(srv, [ALICE, BOB, f"cal-{SESSION}"])
     assert srv.proc.returncode == 0, out
     assert not left, f"labs left behind by the stopped server: {left}\n{out}"
 
@@ -291,6 +291,15 @@ def test_b_in_the_browser_cannot_open_a_report_of_a(browser, links):
     page.context.close()
 
 
+def test_the_page_shows_the_picture_lab_topology_draws(bob, tmp_path):
+    drawn = tmp_path / "mail-dmz.svg"
+    p = run_lab("topology", "mail-dmz", "--svg", str(drawn))
+    assert p.returncode == 0, p.stderr
+    status, svg, _ = bob.get(f"/trainee/{BOB}/topology.svg")
+    assert status == 200 and svg == drawn.read_text()
+    assert 'class="box faulty"' not in svg  # nothing marked before the attempt is scored
+
+
 @pytest.mark.parametrize("path", ["/instructor", "/instructor/events", "/instructor/export.csv",
                                   "/instructor/export.json", "/instructor/links",
                                   f"/instructor/trainee/{ALICE}",
@@ -393,6 +402,17 @@ def test_ending_the_class_scores_and_takes_the_labs_down(dashboard, served, bob,
     with pytest.raises(InvalidStatus):
         bob.terminal(BOB, "ext-ws")
     dashboard.screenshot(path=str(shots / "dashboard-ended.png"), full_page=True)
+
+
+def test_a_link_of_an_earlier_class_is_refused(served, bob, links):
+    """A new class replaces the ended one: the old trainee links and cookies expire."""
+    instructor = Session(served.link)
+    instructor.login(served.link)
+    instructor.post_ok("/instructor/class", {"scenario": SCENARIO, "names": f"cal-{SESSION}"})
+    status, body, _ = Session(links[BOB]).get(links[BOB])
+    assert status == 403 and "403 Forbidden" in body
+    assert bob.get(f"/trainee/{BOB}")[0] == 403
+    assert bob.get(f"/trainee/{BOB}/report")[0] == 403
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

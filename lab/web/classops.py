@@ -258,7 +258,7 @@ def _take_down(lab: str) -> bool:
 
 
 def close_terminals(trainee: Trainee) -> None:
-    for terminal in list(trainee.terminals):
+    for terminal in trainee.terminals.copy():  # one call: safe while the loop adds one
         terminal.stop()
 
 

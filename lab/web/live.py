@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from lab.web.classops import ClassOps
 
+log = logging.getLogger("lab.web")
 INTERVAL = 1.0
 KEEPALIVE = 15.0
 
@@ -55,8 +57,12 @@ class LiveHub:
         last: dict[str, Any] | None = None
         while True:
             if self.queues:
-                await asyncio.to_thread(self.ops.poll)
-                snap = self.snapshot()
+                try:
+                    await asyncio.to_thread(self.ops.poll)
+                    snap = self.snapshot()
+                except Exception:
+                    log.exception("following the class")
+                    snap = last
                 if snap != last:
                     last = snap
                     for queue in self.queues:

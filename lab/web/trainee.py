@@ -115,11 +115,11 @@ async def terminal(ws: WebSocket) -> None:
             or len(who.terminals) >= MAX_TERMINALS):
         await ws.close(code=1008)
         return
-    await ws.accept()
-    rows, cols = clamp_size(ws.query_params.get("rows"), ws.query_params.get("cols"))
     term = Terminal(ws, who.lab, node)
-    who.terminals.add(term)
+    who.terminals.add(term)  # counted before the handshake: the limit holds for a burst
+    rows, cols = clamp_size(ws.query_params.get("rows"), ws.query_params.get("cols"))
     try:
+        await ws.accept()
         await term.run(rows, cols)
     except LabError as e:  # the node is gone: no shell to open
         with contextlib.suppress(Exception):
