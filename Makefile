@@ -9,7 +9,7 @@ SYSTEM_PYTHON := /usr/bin/python3
 APT_PACKAGES := mininet bridge-utils net-tools nftables iproute2 procps mount tcpdump \
 	bind9-dnsutils iputils-ping telnet netcat-openbsd swaks python3 python3-venv python3-pip \
 	util-linux knot-dnsutils bind9-utils unbound dnsperf openssl libnet-ssleay-perl \
-	libio-socket-ssl-perl pflogsumm bubblewrap tmux
+	libio-socket-ssl-perl pflogsumm bubblewrap tmux chromium
 
 .PHONY: install apt venv test test-fast demo bench clean-labs lint
 

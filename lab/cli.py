@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     playbook_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
+    p = sub.add_parser("serve", help="(instructors) the classroom server: trainees in web "
+                                     "terminals, a live dashboard")
+    p.add_argument("--listen", metavar="ADDRESS:PORT", default="127.0.0.1:8080",
+                   help="where to listen (default 127.0.0.1:8080; port 0: any free port)")
+    p.add_argument("--url", metavar="URL", help="the address browsers use, when it is not "
+                   "the listening one (behind a reverse proxy: https://class.example.org)")
+    p.add_argument("--lab-prefix", metavar="PREFIX",
+                   help="name the labs PREFIX-1, PREFIX-2, ... (default cls-<random>)")
+    p.add_argument("--parallel", type=int, default=4, metavar="N",
+                   help="labs built at once when a class starts (default 4)")
     p = sub.add_parser("topology", help="describe a topology; --svg FILE draws it")
     p.add_argument("topology", help="a name from topologies/ or a path to a YAML file")
     p.add_argument("--variant", metavar="NAME", help="one of the topology's variants")
@@ -328,6 +338,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The classroom server, until Ctrl-C or SIGTERM; then every lab it started goes
+    down."""
+    from lab.engine import lifecycle
+
+    lifecycle.require_root()
+    lifecycle.require_dependencies()
+    from lab.web.serve import Options, run
+
+    if args.url and not args.url.startswith(("http://", "https://")):
+        raise LabError(f"--url {args.url!r}: not an http:// or https:// address")
+    if args.parallel < 1:
+        raise LabError("--parallel is at least 1")
+    opts = Options(args.listen, args.url, args.lab_prefix, args.parallel)
+    left = run(opts, lambda line: print(line, flush=True))
+    print(f"classroom server stopped; {len(left)} labs taken down"
+          + (f": {', '.join(left)}" if left else ""), flush=True)
+    return 0
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
     from lab.model.topology import load_topology
@@ -353,7 +383,7 @@ def cmd_topology(args: argparse.Namespace) -> int:
 COMMANDS = {
     "up": cmd_up, "topology": cmd_topology, "down": cmd_down, "ls": cmd_ls, "status": cmd_status, "exec": cmd_exec,
     "shell": cmd_shell, "verify": cmd_verify, "service": cmd_service, "fault": cmd_fault,
-    "clean": cmd_clean, "validate": cmd_validate,
+    "clean": cmd_clean, "validate": cmd_validate, "serve": cmd_serve,
     **exercise_cli.COMMANDS,
     **playbook_cli.COMMANDS,
 }

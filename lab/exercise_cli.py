@@ -20,7 +20,13 @@ def add_parsers(sub, add_lab) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="(instructors) apply this fault, with these parameters, instead of "
                         "drawing (repeatable)")
-    p.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
+    who.add_argument("--trainees", metavar="NAME,NAME,...",
+                     help="one attempt per trainee, in labs PREFIX-1...PREFIX-N (--lab "
+                          "PREFIX, default the scenario's name)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="with --trainees: labs built at once (default 4)")
     add_lab(p)
     for name, text in (("ticket", "show the trouble ticket again"),
                        ("hint", "show the next hint (costs points)")):
@@ -64,6 +70,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     from lab.engine.attempt import check_forced, load, start_attempt
     from lab.model.scenario_check import parse_forced
 
+    if args.trainees is not None:
+        from lab.class_cli import cmd_start_class
+
+        return cmd_start_class(args)
     lifecycle.require_root()
     forced = [parse_forced(text) for text in args.fault]
     uid = trainee_uid(args.trainee)

@@ -9,11 +9,14 @@ safety net, ``lab clean``, and checks that the lab's state directory is gone.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -259,3 +262,49 @@ def x(lab, node_exec):
         return node_exec(lab, node, *cmd, **kw)
 
     return run
+
+
+_TMUX_SERVERS = itertools.count(1)
+
+
+class Tmux:
+    """A tmux server of the test's own: a terminal a person would type into."""
+
+    def __init__(self) -> None:
+        self.socket = f"lt-{os.getpid()}-{next(_TMUX_SERVERS)}"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, check=True).stdout
+
+    def start(self, command: list[str]) -> None:
+        line = " ".join(subprocess.list2cmdline([a]) for a in command)
+        self.run("new-session", "-d", "-s", "t", "-x", "120", "-y", "30",
+                 f"cd {PROJECT_ROOT} && {line}; echo EXIT=$?; sleep 600")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "t")
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in (screen := self.screen()):
+            assert time.monotonic() < deadline, f"no {text!r} on the screen:\n{screen}"
+            time.sleep(0.1)
+        return screen
+
+    def type(self, keys: str) -> None:
+        self.run("send-keys", "-t", "t", keys, "Enter")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
+                       capture_output=True)
+
+
+@pytest.fixture
+def tmux():
+    """A terminal of the test's own (tmux): start a command, type, read the screen."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    term = Tmux()
+    yield term
+    term.close()

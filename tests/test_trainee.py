@@ -15,12 +15,11 @@ import shutil
 import socket
 import stat
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import LAB_CMD, PROJECT_ROOT, STATE_ROOT, run_lab
+from conftest import LAB_CMD, STATE_ROOT, run_lab
 
 pytestmark = pytest.mark.root
 
@@ -273,48 +272,6 @@ def test_report_of_an_unknown_attempt(alice):
 
 
 # --- lab shell, interactive -------------------------------------------------------------
-
-
-class Tmux:
-    """A tmux server of the test's own: a terminal a person would type into."""
-
-    def __init__(self) -> None:
-        self.socket = f"lt-{uuid.uuid4().hex[:8]}"
-
-    def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, check=True).stdout
-
-    def start(self, command: list[str]) -> None:
-        line = " ".join(subprocess.list2cmdline([a]) for a in command)
-        self.run("new-session", "-d", "-s", "t", "-x", "120", "-y", "30",
-                 f"cd {PROJECT_ROOT} && {line}; echo EXIT=$?; sleep 600")
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "t")
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while text not in (screen := self.screen()):
-            assert time.monotonic() < deadline, f"no {text!r} on the screen:\n{screen}"
-            time.sleep(0.1)
-        return screen
-
-    def type(self, keys: str) -> None:
-        self.run("send-keys", "-t", "t", keys, "Enter")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
-                       capture_output=True)
-
-
-@pytest.fixture
-def tmux():
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    term = Tmux()
-    yield term
-    term.close()
 
 
 @pytest.fixture(params=["instructor", "trainee"])

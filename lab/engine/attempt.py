@@ -65,7 +65,7 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
     except Interrupted as e:
         if e.lab_is_up is None:
             raise
-        _take_down(e.lab_is_up)  # up, but no attempt yet: Ctrl-C stops the whole start
+        take_down(e.lab_is_up)  # up, but no attempt yet: Ctrl-C stops the whole start
         raise Interrupted(f"lab '{lab}' was up but no attempt had started: it is taken "
                           "down again") from None
     try:
@@ -74,16 +74,17 @@ def start_attempt(path: Path, scenario: Scenario, lab: str, seed: int,
                                faults=[f.model_dump() for f in faults or []],
                                trainee=trainee, uid=uid)
     except KeyboardInterrupt:
-        _take_down(state.lab)
+        take_down(state.lab)
         raise Interrupted(f"the start of lab '{state.lab}' was stopped; the lab is taken "
                           "down again") from None
     except BaseException:
-        _take_down(state.lab)
+        take_down(state.lab)
         raise
 
 
-def _take_down(lab: str) -> None:
-    """Down a lab whose start failed or was interrupted (a second Ctrl-C waits for it)."""
+def take_down(lab: str) -> None:
+    """Down a lab (one whose start failed or was interrupted, a finished one), by
+    ownership if its supervisor does not answer; a second Ctrl-C waits for it."""
     with interrupts.held():
         try:
             lifecycle.down(lab)
@@ -99,7 +100,4 @@ def attempt_lab(path: Path, scenario: Scenario, lab: str, seed: int) -> Iterator
     try:
         yield ticket
     finally:
-        try:
-            lifecycle.down(lab)
-        except LabError:
-            lifecycle.clean_one(lab, force=True)
+        take_down(lab)

@@ -40,7 +40,7 @@ class NodeFiles:
 
     def create(self, node: Node) -> None:
         """Write the node's own resolv.conf, hosts and hostname; make its private dirs;
-        white out the host's unreadable /etc entries."""
+        hide the host's unreadable /etc entries (files whited out, directories opaque)."""
         for d in ("etc", ".etc-work") + PRIVATE_DIRS:
             self.path(d).mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(mode=0o755)

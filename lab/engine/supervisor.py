@@ -221,6 +221,15 @@ class Supervisor:
     def op_submit(self, cause: str, node: str) -> dict[str, Any]:
         return self._exercise().submit(cause, node, set(self.topo.nodes))
 
+    def op_live(self, detail: bool = True) -> dict[str, Any]:
+        """The instructor's live view of the attempt, submissions graded (root only: the
+        trainee channel never offers it)."""
+        from lab.engine.liveview import live_view
+
+        ex = self._exercise()
+        return live_view(ex.attempt, ex.scenario.accept, ex.scenario.title, ex.scored,
+                         detail=bool(detail))
+
     async def op_score(self, results: str) -> dict[str, Any]:
         from lab.probes import run_probes
 

@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 
 from lab.errors import LabError
@@ -101,23 +100,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_jobs(args: argparse.Namespace, jobs: list) -> int:
     from lab.playbooks import render
     from lab.playbooks.matrix import DEFAULT_JOBS, Matrix
+    from lab.progress import Progress
 
     prefix = lab_prefix(args, len(jobs))
-    lock = threading.Lock()
-    done = [0]
-
-    def on_event(kind, job, data) -> None:
-        with lock:
-            if kind == "start":
-                print(f"  start {job.playbook.name} x {job.scenario.name} seed {job.seed} "
-                      f"in lab {data}", file=sys.stderr, flush=True)
-            elif kind == "done":
-                done[0] += 1
-                print(render.progress_line(data, done[0], len(jobs)), file=sys.stderr, flush=True)
-
-    print(f"{len(jobs)} runs, {args.jobs or DEFAULT_JOBS} at once", file=sys.stderr, flush=True)
+    parallel = args.jobs or DEFAULT_JOBS
+    print(f"{len(jobs)} runs, {parallel} at once", file=sys.stderr, flush=True)
     results = Path(args.results) if args.results else None
-    outcomes = Matrix(jobs, args.jobs or DEFAULT_JOBS, results, on_event, prefix).run()
+    with Progress(len(jobs), "playbook runs") as progress:
+        def on_event(kind, job, data) -> None:
+            name = f"{job.playbook.name} x {job.scenario.name}"
+            if kind == "start":
+                progress.begin(name, f"  start {name} seed {job.seed} in lab {data}")
+            elif kind == "done":
+                progress.done(name, lambda n: render.progress_line(data, n, len(jobs)))
+
+        outcomes = Matrix(jobs, parallel, results, on_event, prefix).run()
     print(render.render_matrix(outcomes))
     print(render.render_accuracy(outcomes))
     misses = render.render_misses(outcomes)
