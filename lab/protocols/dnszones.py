@@ -66,7 +66,7 @@ class ZoneSet:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as f:
-                f.write(f"{bind_time()} {message}\n")
+                f.write(f"{bind_time(self.node.clock.now())} {message}\n")
         except OSError:
             pass  # a log we cannot write must not take DNS down
 
