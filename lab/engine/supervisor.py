@@ -24,6 +24,7 @@ from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
+from lab.protocols.clock import LabClock
 from lab.protocols.tlsnames import prepare_nodes
 
 
@@ -38,6 +39,8 @@ class Supervisor:
         self.services = None
         self.exercise = None
         self.ca = None
+        self.clock = LabClock()  # the lab's time: its loop runs on it (see main)
+        self.history = None  # the background traffic (lab/history/)
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -60,9 +63,17 @@ class Supervisor:
 
         started = time.monotonic()
         pids = {name: node.pid for name, node in self.network.hosts.items()}
-        self.services = ServiceHost(self.topo, self.files, pids, self.ca)
+        self.services = ServiceHost(self.topo, self.files, pids, self.ca, self.clock)
         await self.services.start()
         print(f"services healthy in {time.monotonic() - started:.3f} s", flush=True)
+        self.start_history()
+
+    def start_history(self) -> None:
+        from lab.history.replay import LabHistory, enabled
+
+        if enabled():
+            self.history = LabHistory(self.services, self.lab)
+            self.history.start()
 
     # --- control requests -------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,7 +168,11 @@ class Supervisor:
         if self.exercise is not None:
             raise LabError("an attempt is already running in this lab")
         self.exercise = await Exercise.start(self.lab_context(), self.lab, Path(scenario), seed,
-                                             faults, trainee)
+                                             faults, trainee, self.history)
+        replayed = self.exercise.replayed
+        if replayed is not None:
+            print(f"history: {replayed.window:.0f} s replayed in {replayed.seconds:.2f} s, "
+                  f"{replayed.steps} clock steps, {replayed.messages} messages", flush=True)
         return self.exercise.ticket()
 
     def _exercise(self):
@@ -204,6 +219,8 @@ class Supervisor:
         try:
             await self.serve(ready_fd)
         finally:
+            if self.history is not None:
+                await self.history.stop()
             await self.services.stop()
 
     async def serve(self, ready_fd: int) -> None:
@@ -263,7 +280,8 @@ def main(argv: list[str]) -> int:
             sup.teardown()
         return 1
     try:
-        asyncio.run(sup.run(ready_fd))
+        with asyncio.Runner(loop_factory=sup.clock.new_loop) as runner:
+            runner.run(sup.run(ready_fd))
     finally:
         sup.teardown()
     return 0
