@@ -25,7 +25,7 @@ SENTENCES = (
     "As discussed on the phone, here is a short summary.",
     "Could you have a look before Thursday?",
     "The figures are in line with last quarter.",
-    "Let me know if anything is missing.",
+    "Let me know if you need anything else.",
     "We would like to confirm the dates for the next visit.",
     "The order left our warehouse this morning.",
     "I have updated the document with your comments.",

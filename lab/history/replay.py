@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 ENV = "LAB_HISTORY"
 LEAD = 1800.0  # seconds of ordinary traffic before the trouble starts
-MAX_STEPS = 200  # clock steps a replay takes (and a burst): bounds its cost, any window
-FINE, FINE_STEPS = 900.0, 200  # and as many again in its last 15 minutes, read first
+MAX_STEPS = 150  # clock steps a replay takes (and a burst): bounds its cost, any window
+FINE, FINE_STEPS = 900.0, 150  # and as many again in its last 15 minutes, read first
 REAL_LIMIT = 40.0  # real seconds a replay may take; then the clock is set right at once
 
 

@@ -343,6 +343,7 @@ class AlertMailer(Service):
         # when this mailer last tried each alert, unrounded (the envelope keeps seconds)
         self._tried: dict[str, float] = {}
         self._next_due: float | None = None  # when the next retry is due (lab clock)
+        self._sleep_until: float | None = None  # when the runner wakes (None: when woken)
         self._watch: INotify | None = None  # new files in the spool wake the runner
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -447,6 +448,7 @@ class AlertMailer(Service):
                 wait = max(0.0, self._next_due - self.node.clock.time())
             if self._watch is None:
                 wait = self.scan_interval if wait is None else min(wait, self.scan_interval)
+            self._sleep_until = None if wait is None else self.node.clock.time() + wait
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
@@ -569,7 +571,9 @@ class AlertMailer(Service):
         self.log(log_status(envelope.alert_id, envelope.recipient, server, "deferred", error))
         log_error(self.node, "alerts", f"alert {envelope.alert_id} to <{envelope.recipient}> "
                   f"not delivered via {server}: {error}; kept in the spool")
-        self._wake.set()  # the runner sleeps until this one's retry is due
+        due = envelope.last_attempt.timestamp() + self.config.retry_interval
+        if self._sleep_until is None or due < self._sleep_until:
+            self._wake.set()  # the runner would sleep past this one's retry
 
 
 __all__ = [
