@@ -2,6 +2,7 @@
 log stamps moved back, and the judges of the traces a ticket promises. Root-free."""
 from __future__ import annotations
 
+import asyncio
 import email
 import random
 import re
@@ -18,12 +19,13 @@ from lab.history import traces
 from lab.history.messages import ALERTS, alert_text, business_mail, display_name, people
 from lab.history.shift import shift_past
 from lab.history.stamps import BIND, ISO, LOGS, SYSLOG
-from lab.history.traffic import EARLY, MAX_PLANNED, RATES, RECENT, SETTLE, plan
+from lab.history.traffic import EARLY, MAX_PLANNED, RATES, RECENT, SETTLE, Traffic, plan
 from lab.model.history import TRACES, History, since_seconds
 from lab.model.roles import derive_roles
 from lab.model.scenario import load_scenario
 from lab.model.topology import load_topology
 from lab.protocols import mailq
+from lab.protocols.clock import LabClock
 from lab.protocols.node import NodeContext
 from lab.scoring.causes import CAUSE_IDS
 from lab.services import alerts
@@ -255,3 +257,33 @@ def test_a_log_trace_must_span_the_window(seen):
     assert "oldest line" in judge("\n".join([_syslog(late, line)] * 2), seen)
     outside = line.replace("admin@example.net", "jsmith@example.com")
     assert "0 line" in judge("\n".join([_syslog(early, outside), _syslog(late, outside)]), seen)
+
+
+# --- the steady traffic ---------------------------------------------------------------------
+
+
+def test_the_steady_traffic_sends_each_flow_at_its_rate():
+    """Ten simulated hours of the traffic's own schedule on a lab loop: every flow at
+    about its rate per hour."""
+    sent: list[tuple[float, str]] = []
+
+    async def go(clock: LabClock) -> None:
+        traffic = Traffic.__new__(Traffic)
+        traffic.flows, traffic._task, traffic._sending = FLOWS, None, set()
+        traffic.rate_scale = 1.0
+
+        def send(_rng: random.Random, flow: str) -> None:  # stands in for Traffic._send
+            sent.append((clock.time(), flow))
+
+        traffic._send = send
+        traffic.start("lab:t-steady")
+        clock.rewind(10 * 3600)
+        await clock.start_replay(0, 1.0).done
+        await traffic.stop()
+
+    clock = LabClock()
+    with asyncio.Runner(loop_factory=clock.new_loop) as runner:
+        runner.run(go(clock))
+    for flow, rate in RATES.items():
+        count = sum(1 for _, f in sent if f == flow)
+        assert rate * 10 * 0.4 <= count <= rate * 10 * 1.8, (flow, count)

@@ -11,7 +11,7 @@ real firewall passage, each record stamped with its simulated time. When the clo
 caught up with the machine's, the ticket is printed.
 
 ``LAB_HISTORY=off`` in the environment of `lab up` (or `lab start`) switches both the
-traffic and the replay off.
+traffic and the replay off; ``LAB_HISTORY_RATE=F`` multiplies the steady rates by F.
 """
 from __future__ import annotations
 
@@ -35,9 +35,21 @@ FINE, FINE_STEPS = 900.0, 150  # and as many again in its last 15 minutes, read 
 REAL_LIMIT = 40.0  # real seconds a replay may take; then the clock is set right at once
 
 
+RATE_ENV = "LAB_HISTORY_RATE"
+
+
 def enabled() -> bool:
     """Whether labs started from this environment have history (``LAB_HISTORY``)."""
     return os.environ.get(ENV, "on").strip().lower() not in ("off", "0", "no", "false")
+
+
+def rate_scale() -> float:
+    """``LAB_HISTORY_RATE``: the steady traffic's rates times this (1 unless set; for
+    benchmarks that need many messages in a short time)."""
+    try:
+        return max(0.0, float(os.environ.get(RATE_ENV, "1")))
+    except ValueError:
+        return 1.0
 
 
 @dataclass
@@ -57,7 +69,7 @@ class LabHistory:
         self.host = host
         self.clock = host.clock
         self.lab = lab
-        self.traffic = Traffic(host, derive_roles(host.topo))
+        self.traffic = Traffic(host, derive_roles(host.topo), rate_scale())
         self.window = 0.0
         self.rate = 0.0  # clock steps per simulated second
         self.took = Replayed()

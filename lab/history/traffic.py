@@ -117,9 +117,10 @@ def _pick(rng: random.Random, flows: list[str]) -> str:
 class Traffic:
     """The background mail of one lab: one task, asleep until its next message."""
 
-    def __init__(self, host: ServiceHost, roles: Roles) -> None:
+    def __init__(self, host: ServiceHost, roles: Roles, rate_scale: float = 1.0) -> None:
         self.host = host
         self.roles = roles
+        self.rate_scale = rate_scale  # the steady rates x this (benchmarks)
         self.routes = routes(host, roles)
         self.flows = [f for f, r in self.routes.items() if r is not None]
         self.sent = 0  # messages handed to a server (or alerts raised)
@@ -150,8 +151,8 @@ class Traffic:
         for at, flow in events:
             await asyncio.sleep(max(0.0, start + at - loop.time()))
             self._send(rng, flow)
-        rate = sum(RATES[f] for f in self.flows) / 3600
-        while True:
+        rate = sum(RATES[f] for f in self.flows) / 3600 * self.rate_scale
+        while rate > 0:
             await asyncio.sleep(rng.expovariate(rate))
             self._send(rng, _pick(rng, self.flows))
 
