@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab.history.propagate import propagate_zone_changes
 from lab.history.shift import shift_past
 from lab.history.traffic import Traffic
 from lab.model.roles import derive_roles
@@ -70,6 +71,7 @@ class LabHistory:
         self.clock = host.clock
         self.lab = lab
         self.traffic = Traffic(host, derive_roles(host.topo), rate_scale())
+        propagate_zone_changes(host)  # the traffic keeps caches warm; a fixed zone shows
         self.window = 0.0
         self.rate = 0.0  # clock steps per simulated second
         self.took = Replayed()
