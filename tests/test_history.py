@@ -287,3 +287,31 @@ def test_the_steady_traffic_sends_each_flow_at_its_rate():
     for flow, rate in RATES.items():
         count = sum(1 for _, f in sent if f == flow)
         assert rate * 10 * 0.4 <= count <= rate * 10 * 1.8, (flow, count)
+
+
+def test_a_reloaded_zone_ages_every_resolvers_cache_by_its_longest_ttl(tmp_path):
+    from types import SimpleNamespace
+
+    from lab.history.propagate import propagate_zone_changes
+    from lab.model.dns import DnsConfig
+    from lab.protocols.zonefile import render_zone
+    from lab.services.dns import DnsService
+
+    auth = DnsService(NodeContext("ns", tmp_path / "ns"), DnsConfig.model_validate(
+        {"mode": "authoritative", "zones": {"example.net": {"ttl": 3600, "records": [
+            "@ SOA ns.example.net. h.example.net. 1 3600 600 86400 300",
+            "@ NS ns.example.net.", "ns A 203.0.113.53", "mail A 203.0.113.99"]}}}))
+    resolver = DnsService(NodeContext("res", tmp_path / "res"), DnsConfig.model_validate(
+        {"mode": "recursive", "root_hints": [{"name": "a.root.", "address": "203.0.113.10"}],
+         "recursion_from": ["203.0.113.0/24"]}))
+    for name, zone in auth.config.zones.items():
+        auth.zone_set.install(name, render_zone(name, zone.ttl, zone.records))
+    propagate_zone_changes(SimpleNamespace(all=lambda: [("ns", auth), ("res", resolver)]))
+    resolver.cache.seed("mail.example.net", "A", "203.0.113.99", ttl=3600)  # the traffic's
+    resolver.cache.seed("www.example.net", "A", "203.0.113.98", ttl=86400)  # planted
+    slot = auth.zones["example.net"]
+    slot.path.write_text(slot.path.read_text().replace("203.0.113.99", "203.0.113.25")
+                         .replace(" 1 3600", " 2 3600"))
+    auth.reload_zones()
+    assert resolver.cache.get("mail.example.net", 1) is None
+    assert resolver.cache.get("www.example.net", 1)
