@@ -19,6 +19,11 @@ run $LAB start inbound-bounces --fault dns-wrong-address:address=203.0.113.26 --
 step "the lab: nodes, addresses, services"
 run $LAB status --lab "$NAME"
 
+step "the ticket says 'since this morning': what the morning left behind at the sender"
+run $LAB exec --lab "$NAME" mx-ext -- mailq
+run $LAB exec --lab "$NAME" mx-ext -- sh -c 'grep status= /var/log/mail.log | tail -n 3'
+run $LAB exec --lab "$NAME" mx-ext -- sh -c 'grep "^Subject: Undelivered" /var/mail/* | wc -l'
+
 step "investigate the way the method says: DNS first, from an external system"
 run $LAB exec --lab "$NAME" ext-ws -- dig +short mx example.net
 run $LAB exec --lab "$NAME" ext-ws -- dig +short mail.example.net

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
 from lab.faults import CATALOG, get_fault
@@ -22,6 +22,9 @@ from lab.scoring.causes import CAUSE_IDS
 from lab.scoring.damage import LabState, find_damage
 from lab.scoring.report import render_html, render_text, to_json
 from lab.scoring.score import grade, score_scenario
+
+if TYPE_CHECKING:
+    from lab.history.replay import LabHistory, Replayed
 
 # services whose state the firewall's ruleset already tells (a flushed ruleset is one
 # damage, not also "the firewall service stopped")
@@ -37,26 +40,35 @@ class Exercise:
         self.attempt = attempt
         self.healthy = healthy  # before the faults: the healthy policy
         self.faulted = faulted  # right after the faults: where the trainee started
+        self.replayed: Replayed | None = None  # what the history replay did
         self.scored = False
 
     @classmethod
     async def start(cls, lab: LabContext, lab_name: str, scenario_path: Path, seed: int,
-                    forced: list[str | dict[str, Any]], trainee: str) -> Exercise:
+                    forced: list[str | dict[str, Any]], trainee: str,
+                    history: LabHistory | None = None) -> Exercise:
         """Draw the faults from the seed (or apply ``forced`` ones: names, or mappings
-        with ``fault`` and ``params``; their other params drawn too) and apply them."""
+        with ``fault`` and ``params``; their other params drawn too) and apply them, at
+        the start of the scenario's history window; then replay the window (the lab's
+        traffic under the faults) up to now."""
         scenario = load_scenario(scenario_path, set(CATALOG), CAUSE_IDS)
         refs = [FaultRef(fault=f) if isinstance(f, str) else FaultRef.model_validate(f)
                 for f in forced]
         drawn, drawn_herrings = draw_faults(scenario, seed, lab.roles, refs or None)
         healthy = await snapshot(lab)
+        if history is not None:
+            await history.lead_in(scenario.history.seconds(), f"{scenario.name}:{seed}")
         faults = [await _apply(lab, d) for d in drawn]
         herrings = [await _apply(lab, d) for d in drawn_herrings]
         faulted = await snapshot(lab)
+        replayed = await history.replay() if history is not None else None
         attempt = Attempt(scenario=scenario.name, lab=lab_name, seed=seed, trainee=trainee,
                           started=time.time(), ticket=scenario.ticket,
                           time_limit=scenario.time_limit, faults=faults, red_herrings=herrings,
                           addresses=address_map(lab.topo))
-        return cls(scenario, attempt, healthy, faulted)
+        exercise = cls(scenario, attempt, healthy, faulted)
+        exercise.replayed = replayed
+        return exercise
 
     def applied_params(self, name: str) -> dict[str, Any] | None:
         """The params this attempt applied fault ``name`` with (None if it did not)."""

@@ -26,6 +26,7 @@ from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.engine.trainee import TraineeChannel
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
+from lab.protocols.clock import LabClock
 from lab.protocols.tlsnames import prepare_nodes
 
 
@@ -43,6 +44,8 @@ class Supervisor:
         self.ca = None
         self.trainee_uid: int | None = None  # the Unix user the attempt is bound to
         self.channel = None
+        self.clock = LabClock()  # the lab's time: its loop runs on it (see main)
+        self.history = None  # the background traffic (lab/history/)
         self.stopping: asyncio.Event | None = None
 
     def build(self) -> None:
@@ -85,9 +88,17 @@ class Supervisor:
 
         started = time.monotonic()
         pids = {name: node.pid for name, node in self.network.hosts.items()}
-        self.services = ServiceHost(self.topo, self.files, pids, self.ca)
+        self.services = ServiceHost(self.topo, self.files, pids, self.ca, self.clock)
         await self.services.start()
         print(f"services healthy in {time.monotonic() - started:.3f} s", flush=True)
+        self.start_history()
+
+    def start_history(self) -> None:
+        from lab.history.replay import LabHistory, enabled
+
+        if enabled():
+            self.history = LabHistory(self.services, self.lab)
+            self.history.start()
 
     # --- control requests -------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -198,8 +209,12 @@ class Supervisor:
         if self.exercise is not None:
             raise LabError("an attempt is already running in this lab")
         self.exercise = await Exercise.start(self.lab_context(), self.lab, Path(scenario), seed,
-                                             faults, trainee)
+                                             faults, trainee, self.history)
         self.trainee_uid = uid
+        replayed = self.exercise.replayed
+        if replayed is not None:
+            print(f"history: {replayed.window:.0f} s replayed in {replayed.seconds:.2f} s, "
+                  f"{replayed.steps} clock steps, {replayed.messages} messages", flush=True)
         return self.exercise.ticket()
 
     def _exercise(self):
@@ -256,6 +271,8 @@ class Supervisor:
             await self.serve(ready_fd)
         finally:
             self.kill_inits()  # shells and commands end before the services do
+            if self.history is not None:
+                await self.history.stop()
             await self.services.stop()
 
     async def serve(self, ready_fd: int) -> None:
@@ -320,7 +337,8 @@ def main(argv: list[str]) -> int:
             sup.teardown()
         return 1
     try:
-        asyncio.run(sup.run(ready_fd))
+        with asyncio.Runner(loop_factory=sup.clock.new_loop) as runner:
+            runner.run(sup.run(ready_fd))
     finally:
         sup.teardown()
     return 0

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lab.model.history import History
 from lab.model.rubric import Rubric
 from lab.model.source import (
     FileError,
@@ -109,6 +110,9 @@ class Scenario(Strict):
     # what `lab submit` answers: "recorded" only (the default: nothing to bisect the menu
     # with), or with "immediate" right or wrong (never "partly")
     feedback: Literal["recorded", "immediate"] = "recorded"
+    # how long the trouble has lasted ("since this morning") and which of its traces the
+    # ticket promises: lab start replays that much traffic under the faults
+    history: History = History()
 
     def fault_refs(self) -> Iterator[tuple[Loc, FaultRef]]:
         """Every fault the file names (fixed, in pools, red herrings) with its location."""

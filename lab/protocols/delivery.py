@@ -6,9 +6,9 @@ logs it and decides what happens to the message.
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,11 +48,12 @@ async def deliver_local(mta: MtaService, entry: QueueEntry, message: bytes,
                         rcpt: str) -> Outcome:
     user = mta.local_user(rcpt)
     assert user is not None
-    started = time.monotonic()
+    loop = asyncio.get_running_loop()  # its time() is the lab's clock
+    started = loop.time()
     if user not in mta.config.users:
         return Outcome("bounced", "local", "5.1.1", f"unknown user: \"{user}\"")
     path = mta.node.path(f"{MAIL_DIR}/{user}")
-    data = mbox_entry(entry.sender, rcpt, message, time.time())
+    data = mbox_entry(entry.sender, rcpt, message, mta.node.clock.time())
     try:
         await append_locked(path, data, owner=mailbox_owner(mta.config.users, user))
     except MailboxBusy:
@@ -66,16 +67,20 @@ async def deliver_local(mta: MtaService, entry: QueueEntry, message: bytes,
                        f"cannot update mailbox {MAIL_DIR}/{user} for user {user}. "
                        f"{e.strerror or e}")
     return Outcome("sent", "local", "2.0.0", "delivered to mailbox",
-                   transfer=time.monotonic() - started)
+                   transfer=loop.time() - started)
 
 
 async def deliver_remote(mta: MtaService, entry: QueueEntry, message: bytes, domain: str,
                          rcpts: list[str]) -> dict[str, Outcome]:
     """One attempt for ``rcpts`` of ``domain``: each MX address in turn until one answers."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
     def every(o: Outcome) -> dict[str, Outcome]:
+        if not o.setup:  # failed before a transfer: the time went into DNS and connecting
+            o.setup = loop.time() - started
         return {r: o for r in rcpts}
 
-    started = time.monotonic()
     try:
         mxs = await lookup_mx(mta.node, domain, port=mta.dns_port, timeout=mta.dns_timeout)
     except DnsError as e:
@@ -105,7 +110,7 @@ async def deliver_remote(mta: MtaService, entry: QueueEntry, message: bytes, dom
                     last = failed  # no answer, or this host will not do: try the next one
                     continue
                 return every(failed)
-            setup = time.monotonic() - started - result.transfer
+            setup = loop.time() - started - result.transfer
             out: dict[str, Outcome] = {}
             for r in result.accepted:
                 assert result.reply is not None

@@ -6,6 +6,7 @@ not load leaves the old data serving and a BIND-style line in ``/var/log/named.l
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -60,13 +61,14 @@ class ZoneSet:
     def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.slots: dict[str, ZoneSlot] = {}
+        self.on_change: list[Callable[[ZoneSlot], None]] = []  # after a zone file reloads
 
     def log(self, message: str) -> None:
         path = self.node.path(NAMED_LOG)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as f:
-                f.write(f"{bind_time()} {message}\n")
+                f.write(f"{bind_time(self.node.clock.now())} {message}\n")
         except OSError:
             pass  # a log we cannot write must not take DNS down
 
@@ -107,6 +109,8 @@ class ZoneSet:
             else:
                 slot.data = data
                 self.log(f"zone {slot.log_name}: loaded serial {data.serial}")
+                for changed in self.on_change:
+                    changed(slot)
                 continue
             self.log(f"zone {slot.log_name}: loading from master file {slot.node_path} "
                      f"failed: {reason}")

@@ -286,14 +286,15 @@ def log_proxy(node: NodeContext, verdict: str, src: tuple[str, int], dst: tuple[
         extras.append(("relay", _endpoint(*relay)))
     if snat is not None:
         extras.append(("snat", snat))
-    line = format_line(timestamp(), verdict, "tcp", src[0], src[1], dst[0], dst[1], extras)
+    line = format_line(timestamp(node.clock.time()), verdict, "tcp", src[0], src[1], dst[0],
+                       dst[1], extras)
     append_line(node.path(CONN_LOG), line)
     return line
 
 
 def log_error(node: NodeContext, component: str, message: str) -> str:
     """Append a line to the firewall's error log: ``<time> <component>: <message>``."""
-    line = f"{timestamp()} {component}: {message}"
+    line = f"{timestamp(node.clock.time())} {component}: {message}"
     append_line(node.path(ERROR_LOG), line)
     return line
 
@@ -378,7 +379,7 @@ class ConnLog:
 
     def handle_datagram(self, data: bytes, now: float | None = None) -> list[str]:
         """Turn one netlink datagram into log lines (deduplicating retransmitted SYNs)."""
-        now = time.time() if now is None else now
+        now = self.node.clock.time() if now is None else now
         written = []
         for msg_type, _seq, payload in split_messages(data):
             if msg_type != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:

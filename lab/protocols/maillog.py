@@ -13,11 +13,15 @@ from datetime import datetime
 from lab.protocols.smtpwire import printable
 
 
+def syslog_time(when: datetime) -> str:
+    """``Nov  5 16:50:01``: syslog's time stamp (the day padded, no year)."""
+    return f"{when:%b} {when.day:2d} {when:%H:%M:%S}"
+
+
 def syslog_line(when: datetime, host: str, program: str, pid: int, message: str) -> str:
     """``Nov 25 16:50:01 mx postfix/smtpd[4242]: message`` (day padded like syslog;
     control bytes and anything but printable ASCII become ``?``, as Postfix logs them)."""
-    return (f"{when:%b} {when.day:2d} {when:%H:%M:%S} {host} postfix/{program}[{pid}]: "
-            f"{printable(message)}")
+    return f"{syslog_time(when)} {host} postfix/{program}[{pid}]: {printable(message)}"
 
 
 class PseudoPids:

@@ -3,7 +3,8 @@
 A message is delivered as soon as it is queued; a deferred one waits
 ``minimal_backoff_time`` after its first failure, the wait doubling after each failure up
 to ``maximal_backoff_time`` (Postfix's exponential backoff), and the deferred queue is
-scanned every ``queue_run_delay``. ``postqueue -f`` / ``sendmail -q`` in the node (or
+scanned every ``queue_run_delay`` while a message waits in it. Times come from the lab's
+clock (lab/protocols/clock.py), so a history replay can run the queue through hours. ``postqueue -f`` / ``sendmail -q`` in the node (or
 ``flush()``) deliver everything now: they write to the node's
 ``/var/spool/postfix/public/qmgr`` FIFO, as Postfix's do. Starting the service (a restart)
 also attempts every queued message once.
@@ -11,9 +12,9 @@ also attempts every queued message once.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import stat
-import time
 from typing import TYPE_CHECKING, Any
 
 from lab.protocols import mailq
@@ -133,27 +134,40 @@ class QueueManager:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_forever(self) -> None:
-        config = self.mta.config
-        last_scan = 0.0
+        """Scan the queue every ``queue_run_delay`` while a message waits in it, as qmgr
+        does; with nothing due before the next scan, sleep until the scan where something
+        is (or until woken: a flush, a new deferral). An empty queue costs no wake-ups."""
+        loop = asyncio.get_running_loop()
+        last_scan = -math.inf
         while True:
+            delay = self.mta.config.queue_run_delay
             flush, self._flush_all = self._flush_all, False
-            now = time.time()
-            scan = flush or now - last_scan >= config.queue_run_delay
-            if scan:
+            now = loop.time()
+            if flush or now - last_scan >= delay:
                 last_scan = now
                 try:
                     await self._run_queue(due_only=not flush)
                 except Exception as e:  # noqa: BLE001 - keep the runner alive
                     self.mta.log("qmgr", f"warning: queue run failed: {e}")
-            wait = max(0.05, last_scan + config.queue_run_delay - time.time())
+            scan = self._next_scan(last_scan, delay)
+            wait = None if scan is None else max(0.05, scan - loop.time())
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
             self._wake.clear()
 
+    def _next_scan(self, last_scan: float, delay: float) -> float | None:
+        """The loop time of the first scan (``last_scan`` + a multiple of ``delay``) at
+        which a queued message is due; None when no message waits."""
+        due = [e.next_attempt for e in self.entries() if e.queue_id not in self._busy]
+        if not due:
+            return None
+        until = min(due) - self.mta.node.clock.time()
+        return last_scan + delay * max(1, math.ceil(until / delay))
+
     async def _run_queue(self, due_only: bool) -> None:
-        now = time.time()
+        now = self.mta.node.clock.time()
         entries = [e for e in self.entries() if e.queue_id not in self._busy
                    and (not due_only or e.next_attempt <= now)]
         limit = asyncio.Semaphore(PARALLEL)
@@ -187,11 +201,13 @@ class QueueManager:
             found = self._find(qid)
             if found is not None:  # do not retry it at once, in a tight loop
                 entry, message = found
-                entry.next_attempt = time.time() + self.mta.config.minimal_backoff_time
+                entry.next_attempt = (self.mta.node.clock.time()
+                                      + self.mta.config.minimal_backoff_time)
                 try:
                     mailq.write_entry(self.spool, entry, message)
                 except OSError:
                     pass
+                self._wake.set()
         finally:
             self._busy.discard(qid)
             if not self._busy:
@@ -205,8 +221,8 @@ class QueueManager:
         if found is None:
             return
         entry, message = found
-        started = time.time()
         mta = self.mta
+        started = mta.node.clock.time()
         local = [r for r in entry.recipients if mta.local_user(r) is not None]
         remote = [] if local_only else [r for r in entry.recipients if r not in local]
         outcomes: dict[str, Outcome] = {}
@@ -229,14 +245,14 @@ class QueueManager:
 
     def _log_outcome(self, entry: QueueEntry, rcpt: str, o: Outcome, started: float,
                      program: str, pid: int | None = None) -> None:
-        now = time.time()
+        now = self.mta.node.clock.time()
         queued = max(0.0, started - entry.arrival)
         delays = (0.0, queued, o.setup, o.transfer)
         self.mta.log(program, log_delivery(entry.queue_id, rcpt, o.relay, now - entry.arrival,
                                            o.dsn, o.status, o.detail, delays), pid)
 
     def _settle(self, entry: QueueEntry, message: bytes, outcomes: dict[str, Outcome]) -> None:
-        now = time.time()
+        now = self.mta.node.clock.time()
         config = self.mta.config
         deferred = [r for r, o in outcomes.items() if o.status == "deferred"]
         failed = {r: (o.dsn, o.detail) for r, o in outcomes.items() if o.status == "bounced"}
@@ -262,6 +278,7 @@ class QueueManager:
             entry.attempts += 1
             entry.next_attempt = now + backoff(config, entry.attempts)
         mailq.write_entry(self.spool, entry, message)
+        self._wake.set()  # the runner sleeps until the scan where this one is due
 
     def _bounce(self, entry: QueueEntry, message: bytes,
                 failed: dict[str, tuple[str, str]]) -> None:
@@ -270,7 +287,7 @@ class QueueManager:
             mta.log("bounce",
                     f"{entry.queue_id}: null sender, non-delivery notification discarded")
             return
-        now = time.time()
+        now = mta.node.clock.time()
         qid = mailq.new_queue_id(self.spool)
         dsn = bounce_message(mta.config.hostname, entry.queue_id, entry.sender,
                              entry.arrival, failed, message, now)

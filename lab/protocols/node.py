@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.protocols.clock import LabClock
+
 SocketFactory = Callable[[int, int, int], socket.socket]
 
 
@@ -23,13 +25,16 @@ class NodeContext:
     ``root`` is the host directory that holds the node's private files: the node sees
     ``root/etc`` layered over /etc, and ``root/var/{mail,spool,log}`` as its own
     /var/mail, /var/spool and /var/log. ``path('/var/log/mail.log')`` maps a path as the
-    node sees it to the host path a service must open.
+    node sees it to the host path a service must open. ``clock`` is the lab's clock: the
+    time every log line, queue file and mailbox stamp records (one per lab, shared by its
+    nodes; see lab/protocols/clock.py).
     """
 
     name: str
     root: Path
     addresses: list[str] = field(default_factory=list)
     socket_factory: SocketFactory = _host_socket
+    clock: LabClock = field(default_factory=LabClock)
 
     def path(self, node_path: str) -> Path:
         return self.root / node_path.lstrip("/")

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lab.protocols.fwlog import log_error
@@ -89,9 +87,10 @@ class ProxyHooks(SmtpdHooks):
         if reply.code != 354:
             return str(reply)
         proto = ("ESMTPS" if session.tls else "ESMTP") if session.proto == "ESMTP" else "SMTP"
+        clock = self.proxy.node.clock
         header = received_header(session.helo or "unknown", session.client_ip, self.hostname,
-                                 f"{int(time.time() * 1000) & 0xFFFFFFFFFF:010X}", proto,
-                                 list(session.rcpts), datetime.now().astimezone(),
+                                 f"{int(clock.time() * 1000) & 0xFFFFFFFFFF:010X}", proto,
+                                 list(session.rcpts), clock.now(),
                                  software="netguard smtp proxy")
         return str(await self._step(session, upstream.body(header.encode() + content)))
 

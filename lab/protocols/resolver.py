@@ -6,13 +6,26 @@ learns in a :class:`~lab.protocols.dnscache.DnsCache` shared with the service.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, EDNS0, NS, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    AAAA,
+    EDNS0,
+    NS,
+    QTYPE,
+    RCODE,
+    RR,
+    A,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+)
 
 from lab.protocols.dnscache import NOERROR, NXDOMAIN, SERVFAIL, DnsCache, Step
 from lab.protocols.dnswire import EDNS_SIZE
@@ -34,6 +47,26 @@ class Resolution:
 
 def _in_bailiwick(name: DNSLabel, zone: DNSLabel) -> bool:
     return True if not zone.label else name.matchSuffix(zone)
+
+
+def _name(name: DNSLabel) -> str:
+    """A name as BIND logs it: no final dot, the root as ``.``."""
+    return str(name).rstrip(".") or "."
+
+
+def _question(qname: DNSLabel, qtype: int) -> str:
+    return f"{_name(qname)}/{QTYPE.get(qtype)}/IN"
+
+
+_FAILURES = {errno.ENETUNREACH: "network unreachable", errno.EHOSTUNREACH: "host unreachable",
+             errno.ECONNREFUSED: "connection refused"}
+
+
+def _failure(e: BaseException) -> str:
+    """What BIND logs for a query that got no answer."""
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return _FAILURES.get(getattr(e, "errno", None), "unexpected error")
 
 
 def address_family(address: str) -> int:
@@ -59,6 +92,10 @@ class Resolver:
     answers lamely (REFUSED/SERVFAIL, or a non-authoritative non-referral) is skipped;
     when every server of a zone fails the answer is SERVFAIL. A whole resolution is
     bounded by ``total_timeout``, referral count and glueless-lookup depth.
+
+    ``log`` gets what BIND's lame-servers category logs about upstream servers: a
+    server that times out, is unreachable, answers with an error code or lamely
+    (``timed out resolving 'example.net/MX/IN': 203.0.113.53#53``).
     """
 
     def __init__(
@@ -71,6 +108,7 @@ class Resolver:
         total_timeout: float = RESOLVE_TIMEOUT,
         max_depth: int = 6,
         max_referrals: int = 16,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.root_hints = [(DNSLabel(n), str(a)) for n, a in root_hints]
         self.socket_factory = socket_factory
@@ -80,6 +118,7 @@ class Resolver:
         self.total_timeout = total_timeout
         self.max_depth = max_depth
         self.max_referrals = max_referrals
+        self.log = log or (lambda _message: None)
 
     async def resolve(self, qname: DNSLabel | str, qtype: int | str) -> Resolution:
         """Resolve one question; SERVFAIL if it cannot be done within the bounds."""
@@ -176,7 +215,7 @@ class Resolver:
         for addr in silent:  # a lost packet is not a dead server: one more try each
             response = await self.query(addr, qname, qtype)
             if response is not None:
-                step = self._classify(response, zone, qname, qtype)
+                step = self._classify(response, zone, qname, qtype, addr)
                 if step.kind != "lame":
                     return step
         return step
@@ -200,13 +239,26 @@ class Resolver:
                 if response is None:
                     silent.append(addr)
                     continue
-                step = self._classify(response, zone, qname, qtype)
+                step = self._classify(response, zone, qname, qtype, addr)
                 if step.kind != "lame":
                     return step
         return Step("fail")
 
     def _classify(self, response: DNSRecord, zone: DNSLabel, qname: DNSLabel,
-                  qtype: int) -> Step:
+                  qtype: int, addr: str) -> Step:
+        step = self._judge(response, zone, qname, qtype)
+        if step.kind == "lame":
+            rcode = response.header.rcode
+            if rcode not in (NOERROR, NXDOMAIN):
+                self.log(f"{RCODE.get(rcode)} unexpected RCODE resolving "
+                         f"'{_question(qname, qtype)}': {addr}#{self.port}")
+            else:
+                self.log(f"lame server resolving '{_name(qname)}' (in '{_name(zone)}'?): "
+                         f"{addr}#{self.port}")
+        return step
+
+    def _judge(self, response: DNSRecord, zone: DNSLabel, qname: DNSLabel,
+               qtype: int) -> Step:
         header = response.header
         if header.rcode not in (NOERROR, NXDOMAIN):
             return Step("lame")
@@ -272,7 +324,9 @@ class Resolver:
                     return None
                 raw = await asyncio.wait_for(loop.sock_recv(sock, 65535), remaining)
                 response = self._match(raw, request)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as e:
+            self.log(f"{_failure(e)} resolving '{_question(qname, qtype)}': "
+                     f"{address}#{self.port}")
             return None
         finally:
             sock.close()

@@ -5,11 +5,12 @@ Each alert is two files in the firewall node's spool, as on the appliance the la
     /var/spool/mailq/outgoing/smtp/<id>   the envelope: ``key: value`` lines
     /var/spool/mailq/data/<id>            the RFC 5322 message
 
-A runner on the supervisor's loop scans the spool every ``scan_interval`` seconds (so
-alerts written by ``netguard-alert`` inside the node are picked up), resolves
-``mail_server`` through the node's own resolver (A record) at every attempt, connects from
-the node and sends. Delivered alerts are removed; failed ones stay, with the error in
-their envelope, and are retried every ``retry_interval`` seconds. Empty spool directories
+A runner on the supervisor's loop delivers each new alert at once (alerts written by
+``netguard-alert`` inside the node too: it watches the spool with inotify, or scans it
+every ``scan_interval`` seconds where it cannot), resolves ``mail_server`` through the
+node's own resolver (A record) at every attempt, connects from the node and sends.
+Delivered alerts are removed; failed ones stay, with the error in their envelope, and are
+retried every ``retry_interval`` seconds; between retries the runner sleeps. Empty spool directories
 mean every alert went out. What happens is logged to ``/var/log/netguard/alerts.log``:
 
     2026-11-25T16:50:01 alert 3f2a... to=<admin@example.net> server=mail.example.net[10.1.0.25]:25 status=sent (250 ...)
@@ -29,6 +30,8 @@ from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+
+from inotify_simple import INotify, flags
 
 from lab.model.alerts import AlertsConfig
 from lab.protocols.fwlog import log_error
@@ -158,12 +161,13 @@ def build_message(
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write by rename, so a reader never sees half a file. Not fsynced: the spool lives
+    and dies with the lab, as the mail queue (lab/protocols/mailq.py), and an alert that
+    cannot be delivered is rewritten at every retry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -338,6 +342,9 @@ class AlertMailer(Service):
         self._reported: set[tuple[str, float]] = set()
         # when this mailer last tried each alert, unrounded (the envelope keeps seconds)
         self._tried: dict[str, float] = {}
+        self._next_due: float | None = None  # when the next retry is due (lab clock)
+        self._sleep_until: float | None = None  # when the runner wakes (None: when woken)
+        self._watch: INotify | None = None  # new files in the spool wake the runner
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -347,9 +354,43 @@ class AlertMailer(Service):
         write_settings(self.node.root, self.config)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._watch_spool()
         self._runner = asyncio.get_running_loop().create_task(self._run_forever())
 
+    def _watch_spool(self) -> None:
+        try:
+            watch = INotify(nonblocking=True)
+            watch.add_watch(self.node.path(ENVELOPE_DIR), flags.MOVED_TO | flags.CLOSE_WRITE)
+        except OSError:
+            return  # scan every scan_interval instead
+        self._watch = watch
+        asyncio.get_running_loop().add_reader(watch.fileno(), self._spool_changed)
+
+    def _unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            asyncio.get_running_loop().remove_reader(watch.fileno())
+            watch.close()
+
+    def _spool_changed(self) -> None:
+        """A file landed in the spool: wake the runner if it is an alert it does not know
+        (its own rewrites of envelopes are not news)."""
+        if self._watch is None:
+            return
+        try:
+            events = self._watch.read(timeout=0)
+        except OSError:
+            events = []
+        if any(e.mask & flags.IGNORED for e in events):  # the directory went away
+            self._unwatch()
+            self._wake.set()
+            return
+        known = set(self._tried) | set(self._inflight)
+        if any(valid_alert_id(e.name) and e.name not in known for e in events):
+            self._wake.set()
+
     async def stop(self) -> None:
+        self._unwatch()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -370,6 +411,7 @@ class AlertMailer(Service):
         alert_id = write_alert(
             self.node.root, subject, body, sender=self.config.from_,
             recipient=self.config.to, server=self.config.mail_server, helo=self.config.helo,
+            when=self.node.clock.now(),
         )
         self.log(log_queued(alert_id, self.config.from_, self.config.to, subject))
         self._wake.set()
@@ -380,7 +422,7 @@ class AlertMailer(Service):
         return spooled_ids(self.node.root)
 
     def log(self, message: str) -> None:
-        append_log(self.node.root, message)
+        append_log(self.node.root, message, self.node.clock.now())
 
     # ---- delivery --------------------------------------------------------------------
 
@@ -390,6 +432,8 @@ class AlertMailer(Service):
             await self._pass(due_only=False)
 
     async def _run_forever(self) -> None:
+        """A pass over the spool, then sleep until the next retry is due, a new alert
+        arrives, or (without a watch on the spool) the next scan."""
         while True:
             self._wake.clear()
             try:
@@ -399,21 +443,30 @@ class AlertMailer(Service):
                 raise
             except Exception as e:  # noqa: BLE001 - keep the runner alive; next pass retries
                 self.log(f"warning: alert run failed: {e!r}")
+            wait = None
+            if self._next_due is not None:
+                wait = max(0.0, self._next_due - self.node.clock.time())
+            if self._watch is None:
+                wait = self.scan_interval if wait is None else min(wait, self.scan_interval)
+            self._sleep_until = None if wait is None else self.node.clock.time() + wait
             try:
-                await asyncio.wait_for(self._wake.wait(), self.scan_interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
 
-    def _due(self, envelope: Envelope, now: datetime) -> bool:
+    def _due_at(self, envelope: Envelope, now: datetime) -> float:
+        """When (lab clock) the alert's next attempt is due; now or earlier: due."""
         if envelope.attempts == 0 or envelope.last_attempt is None:
-            return True
+            return 0.0
         last = self._tried.get(envelope.alert_id, envelope.last_attempt.timestamp())
-        waited = now.timestamp() - last
-        return waited >= self.config.retry_interval or waited < 0
+        if last > now.timestamp():  # tried "later" than now: the clock was set back
+            return 0.0
+        return last + self.config.retry_interval
 
     async def _pass(self, due_only: bool) -> None:
-        now = datetime.now().astimezone()
+        now = self.node.clock.now()
         todo: list[tuple[Envelope, bytes]] = []
+        later: list[float] = []
         for alert_id in spooled_ids(self.node.root):
             try:
                 envelope, message = read_alert(self.node.root, alert_id)
@@ -422,8 +475,12 @@ class AlertMailer(Service):
             except (SpoolError, OSError) as e:
                 self._report(alert_id, str(e))
                 continue
-            if not due_only or self._due(envelope, now):
+            due = self._due_at(envelope, now)
+            if not due_only or due <= now.timestamp():
                 todo.append((envelope, message))
+            else:
+                later.append(due)
+        self._next_due = min(later, default=None)
         # each alert is delivered by a task of its own, so that one slow session (a lossy
         # link, a server that stalls) never holds up the alerts raised after it
         for envelope, message in todo:
@@ -506,7 +563,7 @@ class AlertMailer(Service):
         env_path, _ = spool_paths(self.node.root, envelope.alert_id)
         envelope.server = name
         envelope.attempts += 1
-        envelope.last_attempt = datetime.now().astimezone()
+        envelope.last_attempt = self.node.clock.now()
         self._tried[envelope.alert_id] = envelope.last_attempt.timestamp()
         envelope.last_error = error
         if env_path.exists():  # not removed by hand while we tried
@@ -514,6 +571,9 @@ class AlertMailer(Service):
         self.log(log_status(envelope.alert_id, envelope.recipient, server, "deferred", error))
         log_error(self.node, "alerts", f"alert {envelope.alert_id} to <{envelope.recipient}> "
                   f"not delivered via {server}: {error}; kept in the spool")
+        due = envelope.last_attempt.timestamp() + self.config.retry_interval
+        if self._sleep_until is None or due < self._sleep_until:
+            self._wake.set()  # the runner would sleep past this one's retry
 
 
 __all__ = [

@@ -96,12 +96,13 @@ class DnsService(Service):
         self.config = config
         self.port = port
         self.upstream_port = upstream_port
-        self.cache = DnsCache()
+        self.cache = DnsCache(clock=node.clock.monotonic)
+        self.zone_set = ZoneSet(node)
         self.resolver: Resolver | None = None
         if config.mode in ("recursive", "split"):
             self.resolver = Resolver([(h.name, str(h.address)) for h in config.root_hints],
-                                     node.socket, upstream_port, self.cache)
-        self.zone_set = ZoneSet(node)
+                                     node.socket, upstream_port, self.cache,
+                                     log=self.zone_set.log)
         self.answerer = Answerer(config, self.zone_set, self.resolver)
         self._transports: list[asyncio.DatagramTransport] = []
         self._servers: list[asyncio.AbstractServer] = []

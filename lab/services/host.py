@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from lab.errors import LabError
 from lab.model.services import parse_service
 from lab.model.topology import Topology
+from lab.protocols.clock import LabClock
 from lab.protocols.tlsca import LabCa
 from lab.services.base import NodeContext, Service
 from lab.services.netns import node_runner, socket_factory
@@ -20,15 +21,16 @@ HEALTH_TIMEOUT = 5.0
 
 class ServiceHost:
     def __init__(self, topo: Topology, files: dict[str, NodeFiles], pids: dict[str, int],
-                 ca: LabCa | None = None) -> None:
+                 ca: LabCa | None = None, clock: LabClock | None = None) -> None:
         self.topo = topo
+        self.clock = clock or LabClock()  # one per lab: every node's services read it
         self.services: dict[str, list[Service]] = {}
         self.contexts: dict[str, NodeContext] = {}
         sizes = mail_size_limits(topo)
         for name, node in topo.nodes.items():
             addresses = [str(a) for a in node.addresses()] + ["127.0.0.1"]
             ctx = NodeContext(name, files[name].root, addresses,
-                              socket_factory(f"/proc/{pids[name]}/ns/net"))
+                              socket_factory(f"/proc/{pids[name]}/ns/net"), self.clock)
             self.contexts[name] = ctx
             if not node.services:
                 continue

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
@@ -110,7 +109,7 @@ class MtaSmtpd(SmtpdHooks):
     async def data(self, session: Session, content: bytes) -> str:
         try:
             qid = await self.mta.accept(session.sender or "", list(session.rcpts), content,
-                                        session, received=time.time())
+                                        session, received=self.mta.node.clock.time())
         except OSError as e:
             self.log(session, f"warning: queue file write error: {e}")
             return "451 4.3.0 Error: queue file write error"
@@ -232,7 +231,7 @@ class MtaService(Service):
     # ---- logging ---------------------------------------------------------------------
 
     def log(self, program: str, message: str, pid: int | None = None) -> None:
-        line = syslog_line(datetime.now(), self.node.name, program,
+        line = syslog_line(self.node.clock.now(), self.node.name, program,
                            pid if pid is not None else self.pids.of(program), message)
         path = self.node.path(MAIL_LOG)
         path.parent.mkdir(parents=True, exist_ok=True)
