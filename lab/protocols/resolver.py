@@ -253,9 +253,11 @@ class Resolver:
                     return Step("referral", zone=child, servers=servers)
         return Step("lame")
 
-    async def query(self, address: str, qname: DNSLabel, qtype: int) -> DNSRecord | None:
-        """One non-recursive query to one server (UDP, then TCP if truncated); None if none."""
-        request = DNSRecord(DNSHeader(id=random.randrange(65536), rd=0),
+    async def query(self, address: str, qname: DNSLabel, qtype: int,
+                    recurse: bool = False) -> DNSRecord | None:
+        """One query to one server, non-recursive unless ``recurse`` (a forwarder's); UDP,
+        then TCP if truncated; None if no answer came."""
+        request = DNSRecord(DNSHeader(id=random.randrange(65536), rd=int(recurse)),
                             q=DNSQuestion(qname, qtype))
         request.add_ar(EDNS0(udp_len=EDNS_SIZE))
         packet = request.pack()
