@@ -171,7 +171,7 @@ class TlsNotOffered(_TlsFault):
     symptom = ("EHLO to ${roles.mail_server} no longer lists STARTTLS (swaks --tls: 'STARTTLS "
                "not advertised'); a sender requiring TLS keeps its mail for "
                "${roles.mail_domain} queued: 'TLS is required, but was not offered by host "
-               "${roles.mail_host}[${roles.mail_public}]'")
+               "${roles.mail_host}[${roles.inbound_public}]'")
     Params = NoParams
 
     async def apply(self, lab, params) -> None:

@@ -298,13 +298,26 @@ class Master:
             if following is not None and following.owner_token is None \
                     and following.owner != name:
                 self._name_owner(following, following.owner)
-        width = max([len(e.owner_token.text) for e in self.entries
-                     if e.owner_token and e.file == file] + [1])
-        text = f"{relative(name, origin):<{width}} IN {rtype.upper():<5} {data}".rstrip()
+        text = self._like(anchor, name, rtype, data) if anchor else None
+        if text is None:
+            width = max([len(e.owner_token.text) for e in self.entries
+                         if e.owner_token and e.file == file] + [1])
+            text = f"{relative(name, origin):<{width}} IN {rtype.upper():<5} {data}".rstrip()
         index = anchor.last + 1 if anchor else len(self.files[file])
         self.files[file].insert(index, text)
         self.changed.add(file)
         self.parse()
+
+    def _like(self, anchor: Entry, owner: str, rtype: str, data: str) -> str | None:
+        """A record of the anchor's owner written in the anchor's own columns (its owner
+        left blank or repeated as it was, its class, no TTL of its own); None when the
+        anchor is of another owner, spans lines or has a TTL."""
+        if anchor.owner != owner or anchor.first != anchor.last or not anchor.data_tokens \
+                or any(ttl_seconds(t.text) is not None for t in anchor.head):
+            return None
+        line = self.files[anchor.file][anchor.first]
+        typed = anchor.data_tokens[0].start - anchor.type_token.start
+        return f"{line[:anchor.type_token.start]}{rtype.upper():<{typed}}{data}"
 
     def _next_in_file(self, entry: Entry) -> Entry | None:
         later = [e for e in self.entries if e.file == entry.file and e.first > entry.last]

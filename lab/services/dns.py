@@ -192,6 +192,24 @@ class DnsService(Service):
         finally:
             sock.close()
 
+    def set_forwarders(self, forwarders: list[str]) -> bool:
+        """Forward to ``forwarders`` from now on (an edited ``forwarders`` statement and
+        ``rndc reconfig``: the cache stays). False if nothing changed; a LabError if this
+        server does not forward."""
+        if not isinstance(self.resolver, Forwarder):
+            raise LabError(f"dns on {self.node.name} does not forward")
+        if self.resolver.forwarders == list(forwarders):
+            return False
+        self.resolver.forwarders = list(forwarders)
+        self.config = self.config.model_copy(update={"forwarders": list(forwarders)})
+        self.answerer.config = self.config
+        return True
+
+    @property
+    def forwarders(self) -> list[str]:
+        """The servers this one forwards to now ([] if it does not forward)."""
+        return list(self.resolver.forwarders) if isinstance(self.resolver, Forwarder) else []
+
     # --- zones ---
 
     @property
