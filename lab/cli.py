@@ -11,6 +11,7 @@ from typing import Any
 
 from lab import exercise_cli
 from lab.errors import Interrupted, LabError
+from lab.evidence import cli as evidence_cli
 from lab.playbooks import cli as playbook_cli
 
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lab(p, help="only this lab")
     exercise_cli.add_parsers(sub, _add_lab)
     playbook_cli.add_parsers(sub, _add_lab)
+    evidence_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
     p = sub.add_parser("topology", help="describe a topology; --svg FILE draws it")
@@ -351,6 +353,7 @@ COMMANDS = {
     "clean": cmd_clean, "validate": cmd_validate,
     **exercise_cli.COMMANDS,
     **playbook_cli.COMMANDS,
+    **evidence_cli.COMMANDS,
 }
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class Roles:
     mail_domain: str | None = None
     mail_server: str | None = None
     mail_host: str | None = None  # the name the public MX record points at
+    mail_server_host: str | None = None  # the mail server's own name (banner, certificate)
     mail_server_if: str | None = None  # its interface on the internal segment
     mail_private: str | None = None
     mail_public: str | None = None  # the static-NAT address of mail_private

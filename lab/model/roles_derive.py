@@ -112,6 +112,7 @@ def _mail_roles(topo: Topology, named: RoleNames, inside: tuple[str, ...],
     public = static_public(topo, fw, private)
     users = tuple(smtp.get("users") or ())
     return {"mail_server": server, "mail_domain": norm(domain), "mail_private": private,
+            "mail_server_host": norm(smtp.get("hostname")),
             "mail_server_if": ifname, "mail_public": public, "mailboxes": users,
             "mailbox": test_mailbox(users)}
 
