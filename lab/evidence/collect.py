@@ -43,20 +43,19 @@ class LabView:
 
 
 async def collect(view: LabView, out: Path, capture: float) -> dict[str, Any]:
-    """Write the evidence under ``out`` (an existing, empty directory); the files written
-    (relative paths) and the segments captured."""
+    """Write the evidence under ``out`` (an existing, empty directory): the captures first,
+    then the nodes' files as they are at the end of it; the files written (relative
+    paths) and the segments captured."""
     capture = max(0.0, min(float(capture), MAX_CAPTURE))
     written: list[str] = []
     tcpdumps = await _start_captures(view, out, written) if capture else []
     try:
-        started = asyncio.get_running_loop().time()
-        written += await asyncio.to_thread(_copy_files, view, out)
-        written += await _firewall(view, out)
-        left = capture - (asyncio.get_running_loop().time() - started)
-        if left > 0:
-            await asyncio.sleep(left)
+        await asyncio.sleep(capture)
     finally:
         await _stop_captures(tcpdumps)
+    # the files as they are at the end of the capture: what happened during it is logged
+    written += await asyncio.to_thread(_copy_files, view, out)
+    written += await _firewall(view, out)
     return {"files": sorted(written), "capture": capture,
             "segments": sorted(view.segment_pids) if capture else []}
 
