@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("topology", help="a name from topologies/ or a path to a YAML file")
     p.add_argument("--variant", metavar="NAME", help="one of the topology's variants")
     p.add_argument("--svg", metavar="FILE", help="write the picture as SVG to FILE")
+    p.add_argument("--roles", action="store_true",
+                   help="what each node is for (the roles derived or named; docs/roles.md)")
     return parser
 
 
@@ -344,6 +346,13 @@ def cmd_topology(args: argparse.Namespace) -> int:
     for name, node in topo.nodes.items():
         lines = node_lines(name, node)
         print(f"  {lines[0]:<10} " + "  ".join(lines[1:]))
+    if args.roles:
+        from lab.model.roles import derive_roles
+
+        print("roles:")
+        for key, value in derive_roles(topo).vars().items():
+            if key not in ("roles.topology", "roles.used_addresses"):
+                print(f"  {key.removeprefix('roles.'):<28} {value}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""DESIGN.md rule 4: nothing a trainee can reach from a lab shell names the applied faults.
+"""docs/design.md rule 4: nothing a trainee can reach from a lab shell names the applied faults.
 
 For every scenario in scenarios/ (seed fixed) and for every fault of the catalog forced
 with ``lab start --fault``, the lab is started and from EVERY node's shell

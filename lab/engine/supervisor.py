@@ -257,7 +257,7 @@ def main(argv: list[str]) -> int:
 
     Always a fresh interpreter started by `lab up` (not a fork of it): a fork would show
     `lab up`'s or `lab start`'s arguments as the supervisor's command line, which every
-    node can read (DESIGN.md rule 4)."""
+    node can read (docs/design.md, rule 4)."""
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
     sup = None

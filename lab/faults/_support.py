@@ -3,7 +3,7 @@ resolvers' caches, changing the firewall's config, editing a node's resolv.conf.
 
 Every helper works from the lab's *current* state, so faults on the same service compose,
 and reports whether it changed anything, so apply and revert stay idempotent. Nothing
-here writes a comment, a marker or a name that could give a fault away (DESIGN.md rule 4).
+here writes a comment, a marker or a name that could give a fault away (docs/design.md, rule 4).
 """
 from __future__ import annotations
 

@@ -73,6 +73,9 @@ DERIVATION: dict[str, str] = {
     "inbound_relay": "the one node behind the firewall (DMZ or LAN), other than the mail "
                      "server, whose smtp relay_domains hold the mail domain",
     "inbound_server": "the inbound relay if there is one, else the mail server",
+    "inbound_private": "the inbound server's address on the firewall's LAN or DMZ side",
+    "inbound_public": "the firewall's static NAT for the inbound server's address",
+    "inbound_subnet": "the network of the firewall side (LAN or DMZ) the inbound server is on",
     "backup_mx": "the one outside node whose smtp relay_domains hold the mail domain",
     "smarthost": "the node the mail server's smtp relayhost names (by host name or address)",
     "internal_forwarder": "the one inside node whose dns service has forwarders",

@@ -49,10 +49,9 @@ class FirewallService(Service):
         )
 
     def _source_nat(self, config: FirewallConfig) -> SourceNat:
-        if not config.dynamic_nat or not self.fw_addresses.external_address:
-            return SourceNat()
         nets = tuple(ipaddress.IPv4Network(n) for n in self.fw_addresses.internal_networks)
-        return SourceNat(nets, self.fw_addresses.external_address)
+        address = self.fw_addresses.external_address if config.dynamic_nat else None
+        return SourceNat(nets, address or "")
 
     def render(self, config: FirewallConfig | None = None) -> str:
         return render_ruleset(config or self.config, self.external_if, self.internal_if,
