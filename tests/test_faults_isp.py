@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_faults import CASES as REFERENCE_CASES
-from test_faults import Case, applies, fault, hidden_from, verify
+from test_faults import Case, applies, exercise, verify
 
 from lab.faults import CATALOG, get_fault
 from lab.model.roles import derive_roles, placeholders
@@ -199,29 +199,4 @@ def running(module_labs) -> dict:
 @pytest.mark.root
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_fault(running, case):
-    lab, baseline = running["lab"], running["baseline"]
-    fault(lab, "revert", case.fault, case.params)  # revert without apply: harmless
-    assert surfaces(lab) == baseline
-
-    result = fault(lab, "apply", case.fault, case.params)
-    assert (result["answer"]["cause"], result["answer"]["node"]) == (
-        get_fault(case.fault).causes[0].id, case.node)
-    applied = surfaces(lab)
-    case.symptom(lab)
-    check = fault(lab, "check", case.fault, case.params)["repair"]
-    assert check["repaired"] is False and check["how"], check
-    for node in {case.node, *case.nodes}:
-        assert hidden_from(lab, node, case.fault) == [], node
-
-    results = verify(lab)
-    assert {n for n in PROBES if not results[n]["passed"]} == case.failing, results
-
-    fault(lab, "apply", case.fault, case.params)  # apply twice == apply once
-    assert surfaces(lab) == applied
-    fault(lab, "revert", case.fault, case.params)
-    fault(lab, "revert", case.fault, case.params)
-    assert surfaces(lab) == baseline
-    check = fault(lab, "check", case.fault, case.params)["repair"]
-    assert check["repaired"] is True, check
-    results = verify(lab)
-    assert all(r["passed"] for r in results.values()), results
+    exercise(running["lab"], case, surfaces, running["baseline"], set(PROBES))

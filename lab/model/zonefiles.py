@@ -57,11 +57,10 @@ def _inside(base: Path, rel: str) -> Path:
 
 def _text(path: Path, rel: str) -> str:
     try:
-        with path.open("rb") as f:
-            raw = f.read(yamlload.MAX_BYTES + 1)
+        raw = yamlload.read_limited(path)
     except OSError as e:
         raise ZoneError(f"cannot read {rel}: {e.strerror or e}") from None
-    if len(raw) > yamlload.MAX_BYTES:
+    if raw is None:
         raise ZoneError(f"{rel}: larger than {yamlload.MAX_BYTES} bytes")
     try:
         return raw.decode("utf-8")

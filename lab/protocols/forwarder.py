@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dnslib import QTYPE, DNSLabel, DNSRecord
 
 from lab.protocols.dnscache import NOERROR, NXDOMAIN, Step
-from lab.protocols.resolver import Resolver
+from lab.protocols.resolver import Resolver, answered
 
 
 class Forwarder(Resolver):
@@ -49,15 +49,5 @@ class Forwarder(Resolver):
         answers = [rr for rr in response.rr if rr.rtype != QTYPE.OPT]
         soa = next((rr for rr in response.auth if rr.rtype == QTYPE.SOA), None)
         self.cache.put(answers)
-        direct = [rr for rr in answers
-                  if rr.rname == qname and (rr.rtype == qtype or qtype == QTYPE.ANY)]
-        if direct:
-            return Step("answer", direct)
-        cname = [rr for rr in answers if rr.rname == qname and rr.rtype == QTYPE.CNAME]
-        if cname:
-            return Step("cname", cname[:1])
-        if rcode == NXDOMAIN:
-            self.cache.put_negative(qname, None, soa, NXDOMAIN)
-            return Step("negative", rcode=NXDOMAIN, soa=soa)
-        self.cache.put_negative(qname, qtype, soa, NOERROR)
-        return Step("negative", rcode=NOERROR, soa=soa)
+        found = answered(answers, qname, qtype)
+        return found if found is not None else self.negative(qname, qtype, soa, rcode)
