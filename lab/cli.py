@@ -11,6 +11,7 @@ from typing import Any
 
 from lab import access, exercise_cli
 from lab.errors import Interrupted, LabError
+from lab.evidence import cli as evidence_cli
 from lab.playbooks import cli as playbook_cli
 
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lab(p, help="only this lab")
     exercise_cli.add_parsers(sub, _add_lab)
     playbook_cli.add_parsers(sub, _add_lab)
+    evidence_cli.add_parsers(sub, _add_lab)
     p = sub.add_parser("validate", help="check a topology file without building anything")
     p.add_argument("topology")
     p = sub.add_parser("serve", help="(instructors) the classroom server: trainees in web "
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("topology", help="a name from topologies/ or a path to a YAML file")
     p.add_argument("--variant", metavar="NAME", help="one of the topology's variants")
     p.add_argument("--svg", metavar="FILE", help="write the picture as SVG to FILE")
+    p.add_argument("--roles", action="store_true",
+                   help="what each node is for (the roles derived or named; docs/roles.md)")
     return parser
 
 
@@ -377,6 +381,13 @@ def cmd_topology(args: argparse.Namespace) -> int:
     for name, node in topo.nodes.items():
         lines = node_lines(name, node)
         print(f"  {lines[0]:<10} " + "  ".join(lines[1:]))
+    if args.roles:
+        from lab.model.roles import derive_roles
+
+        print("roles:")
+        for key, value in derive_roles(topo).vars().items():
+            if key not in ("roles.topology", "roles.used_addresses"):
+                print(f"  {key.removeprefix('roles.'):<28} {value}")
     return 0
 
 
@@ -386,6 +397,7 @@ COMMANDS = {
     "clean": cmd_clean, "validate": cmd_validate, "serve": cmd_serve,
     **exercise_cli.COMMANDS,
     **playbook_cli.COMMANDS,
+    **evidence_cli.COMMANDS,
 }
 
 if __name__ == "__main__":

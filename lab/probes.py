@@ -23,6 +23,7 @@ from email.message import EmailMessage
 
 from lab.errors import LabError
 from lab.model.roles import Roles, derive_roles
+from lab.protocols import mailq
 from lab.protocols.smtpclient import SmtpError, send_message
 from lab.services.host import ServiceHost
 
@@ -103,15 +104,32 @@ async def _mail_probe(host: ServiceHost, name: str, client: str, server: tuple[s
     mailbox = rcpt.split("@")[0]
     ok = await _landed(host, target, mailbox, token, timeout, attempt)
     detail = (f"delivered to {target}:/var/mail/{mailbox}" if ok else
-              f"not in {target}:/var/mail/{mailbox}; {_last_error(relay_mta)}")
+              f"not in {target}:/var/mail/{mailbox}; {_last_error(host, relay_mta, token)}")
     return ProbeResult(name, ok, detail, time.monotonic() - started)
 
 
-def _last_error(mta) -> str:
-    for entry in mta.queue():
-        for rcpt, reason in entry.reasons.items():
-            return f"{mta.node.name} queue: {rcpt}: {reason}"
-    return f"nothing in {mta.node.name}'s queue"
+def _last_error(host: ServiceHost, first, token: str) -> str:
+    """Where the probe message waits and why: the first hop's queue, else the queue of
+    any mail server along the way (an inbound relay, a backup MX, a smarthost) holding
+    it."""
+    mtas = [first] + [svc for _node, svc in host.all() if svc.kind == "smtp" and svc is not first]
+    for mta in mtas:
+        for entry in mta.queue():
+            if mta is not first and not _holds(mta, entry, token):
+                continue
+            for rcpt, reason in entry.reasons.items():
+                return f"{mta.node.name} queue: {rcpt}: {reason}"
+            if mta is not first:
+                return f"waiting in {mta.node.name}'s queue (a delivery attempt under way)"
+    return f"nothing in {first.node.name}'s queue"
+
+
+def _holds(mta, entry, token: str) -> bool:
+    try:
+        _entry, message = mailq.read_entry(mta.queue_manager.spool / entry.queue / entry.queue_id)
+    except (OSError, ValueError):
+        return False
+    return token.encode() in message
 
 
 def _roles(host: ServiceHost) -> Roles:

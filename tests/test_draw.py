@@ -29,6 +29,7 @@ SINGLE_LESSON = {
     "stale-dns": "some senders still get the old address: only a resolver's cache",
     "outbound-proxy": "bounces began when the proxy took outbound mail: only its senders",
     "tls-required": "the partner requires encryption: only the STARTTLS offer",
+    "isp-relay-bounce": "'Relay access denied' from our own MX: only what the relay relays",
 }
 
 
@@ -110,8 +111,9 @@ def test_a_node_the_topology_lacks_a_role_for_is_a_clear_error() -> None:
 
     bare = derive_roles(Topology.model_validate(topo))
     sc = scenario(faults=[{"fault": "nat-static-wrong-host"}])
-    with pytest.raises(LabError, match="no fw internal subnet"):
+    with pytest.raises(LabError, match="no inbound subnet") as err:
         draw_faults(sc, 0, bare)
+    assert "firewall side" in err.value.hint
 
 
 # --- variety: what a class sees across seeds ------------------------------------------------

@@ -1,5 +1,5 @@
 """Building the reference topology: every node is exactly what topologies/mail-dmz.yaml says,
-routes and forwards, and sees its own files (DESIGN.md hard rule 3).
+routes and forwards, and sees its own files (docs/design.md, hard rule 3).
 
 One lab (``t-build``) serves the whole module; tests that change it undo their change.
 """

@@ -1,4 +1,4 @@
-"""Everything a lab creates is removed by it (DESIGN.md hard rule 2): after `lab down`, and
+"""Everything a lab creates is removed by it (docs/design.md, hard rule 2): after `lab down`, and
 after a supervisor killed with SIGKILL followed by `lab clean` (also when the lab's copy of
 its topology file no longer parses).
 

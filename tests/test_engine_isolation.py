@@ -1,4 +1,4 @@
-"""Nothing leaves the lab (DESIGN.md hard rule 1), and labs do not see each other.
+"""Nothing leaves the lab (docs/design.md, hard rule 1), and labs do not see each other.
 
 While two labs run, the host's own namespace has no lab address, route, bridge or
 interface, no new named namespace and an unchanged nftables ruleset.

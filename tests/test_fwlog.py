@@ -144,3 +144,20 @@ def test_error_log_line(tmp_path) -> None:
     line = log_error(node, "smtp-proxy", "relay to 10.1.0.25:25 failed: Connection refused")
     assert line.split(" ", 1)[1] == "smtp-proxy: relay to 10.1.0.25:25 failed: Connection refused"
     assert node.path(ERROR_LOG).read_text() == line + "\n"
+
+
+BEHIND = fwlog.SourceNat((fwlog.ipaddress.IPv4Network("192.168.10.0/24"),
+                          fwlog.ipaddress.IPv4Network("172.16.25.0/24")), "198.51.100.1")
+RELAY = [StaticEntry("198.51.100.25", "172.16.25.25")]
+
+
+@pytest.mark.parametrize(("snat", "src", "dst", "shown"), [
+    (BEHIND, "172.16.25.25", "198.51.100.9", "198.51.100.25"),  # the relay's static NAT
+    (BEHIND, "172.16.25.25", "192.168.10.25", None),  # DMZ to LAN: nothing is translated
+    (BEHIND, "192.168.10.53", "198.51.100.9", "198.51.100.1"),  # dynamic NAT
+    (BEHIND, "192.168.10.53", "172.16.25.25", None),
+    (fwlog.SourceNat(BEHIND.networks), "192.168.10.53", "198.51.100.9", None),  # no masquerade
+    (fwlog.SourceNat(BEHIND.networks), "172.16.25.25", "198.51.100.9", "198.51.100.25"),
+])
+def test_the_source_address_a_connection_leaves_with(snat, src, dst, shown) -> None:
+    assert snat.address_for(src, dst, RELAY) == shown

@@ -294,7 +294,7 @@ def test_undelivered_alert_stays_spooled_and_retried(nosplit_lab, node_exec):
     row = next(ln.split(None, 3) for ln in listing.stdout.splitlines() if ln.startswith(alert_id))
     assert int(row[2]) >= 2 and row[3] != "-", listing.stdout  # retried, with the reason
     assert subject not in x("mx", "cat", "/var/mail/admin").stdout
-    # the firewall's error log says why (METHOD.md: read the firewall's error logs)
+    # the firewall's error log says why (docs/method.md: read the firewall's error logs)
     errors = x("fw", "cat", "/var/log/netguard/error.log").stdout
     assert any(alert_id in ln and "203.0.113.25" in ln and "kept in the spool" in ln
                for ln in errors.splitlines()), errors

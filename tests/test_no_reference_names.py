@@ -1,8 +1,9 @@
 """No module of the library names the reference topology's nodes, addresses or domains:
 faults, probes, symptoms and the engine read them from the topology's roles.
 
-The list is taken from topologies/mail-dmz.yaml itself (node names, every address and
-subnet, every domain name its services and zones mention), not copied here. The library's
+The list is taken from the reference topologies themselves, topologies/mail-dmz.yaml and
+topologies/isp-relay.yaml (node names, every address and subnet, every domain name their
+services and zones mention), not copied here. The library's
 string literals are searched (docstrings and comments may give examples; they wire
 nothing). Node names with a hyphen are searched inside strings, the others (fw, mx,
 admin, resolver) only as whole literals, since they are also ordinary words.
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "topologies" / "mail-dmz.yaml"
+REFERENCES = [ROOT / "topologies" / "mail-dmz.yaml", ROOT / "topologies" / "isp-relay.yaml"]
 
 # (file, name): why the name may stay. Keep it short.
 ALLOWED = {
@@ -25,9 +26,17 @@ ALLOWED = {
                                      "(`from: fw`), defined as FIREWALL_ITSELF",
     ("lab/protocols/nftrules.py", "fw"): "renders that keyword of the rule syntax",
     ("lab/model/topology.py", "203.0.113.0/24"): "the RFC 5737 range lab addresses must come "
-                                                 "from (DESIGN.md hard rule 1)",
+                                                 "from (docs/design.md, hard rule 1)",
+    ("lab/model/topology.py", "198.51.100.0/24"): "the other RFC 5737 range",
     ("lab/history/messages.py", "admin"): "a role mailbox name (like postmaster, abuse) the "
                                           "background mail does not write from, not a node",
+    # isp-relay's nodes `relay` and `mail` are ordinary words of SMTP and Postfix
+    ("lab/model/mta.py", "relay"): "Postfix's relay transport (transport: relay:[host])",
+    ("lab/faults/dns.py", "relay"): "a plausible MX host label the fault draws",
+    ("lab/protocols/fwlog.py", "relay"): "the proxy's relay, in the connection log's wording",
+    ("lab/model/playbook.py", "mail"): "the SMTP probe's MAIL stage",
+    ("lab/playbooks/probe.py", "mail"): "the SMTP probe's MAIL stage",
+    ("lab/protocols/maillog.py", "mail"): "the MAIL command in Postfix's disconnect line",
 }
 
 _NAME = re.compile(r"\b([a-z0-9-]+(?:\.[a-z0-9-]+)+)\.?$", re.IGNORECASE)
@@ -61,13 +70,17 @@ def _is_address(text: str) -> bool:
 
 
 def reference_names() -> dict[str, set[str]]:
-    data = yaml.safe_load(REFERENCE.read_text())
-    addresses = {str(s["subnet"]) for s in data["segments"].values()}
-    for node in data["nodes"].values():
-        for intf in node["interfaces"]:
-            addresses.add(intf["address"].split("/")[0])
-            addresses |= {a.split("/")[0] for a in intf.get("aliases", [])}
-    return {"nodes": set(data["nodes"]), "addresses": addresses, "domains": _domains(data)}
+    out: dict[str, set[str]] = {"nodes": set(), "addresses": set(), "domains": set()}
+    for reference in REFERENCES:
+        data = yaml.safe_load(reference.read_text())
+        out["addresses"] |= {str(s["subnet"]) for s in data["segments"].values()}
+        for node in data["nodes"].values():
+            for intf in node["interfaces"]:
+                out["addresses"].add(intf["address"].split("/")[0])
+                out["addresses"] |= {a.split("/")[0] for a in intf.get("aliases", [])}
+        out["nodes"] |= set(data["nodes"])
+        out["domains"] |= _domains(data)
+    return out
 
 
 NAMES = reference_names()

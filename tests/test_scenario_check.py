@@ -83,7 +83,7 @@ def test_the_example_is_valid(tmp_path):
     ("fault: proxy-mode-mismatch", "fault: no-such-fault",
      (13, "faults[0].fault", "unknown fault 'no-such-fault' (see `lab faults`)")),
     ("topology: mail-dmz", "topology: no-such-net",
-     (3, "topology", "unknown topology 'no-such-net' (known: mail-dmz)")),
+     (3, "topology", "unknown topology 'no-such-net' (known: isp-relay, mail-dmz)")),
     ("variant: inbound-to", "variant: sideways",
      (4, "variant", "topology mail-dmz has no variant 'sideways' (variants: inbound-through, "
       "inbound-to)")),

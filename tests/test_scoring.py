@@ -494,12 +494,20 @@ def test_every_fault_answers_with_a_cause_it_declares(name: str) -> None:
     from lab.model.roles import derive_roles
     from lab.model.topology import load_topology
 
-    roles = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "mail-dmz.yaml"))
     fault = CATALOG[name]
     assert fault.causes, f"{name} declares no cause"
-    for variant in fault.variants(roles):
-        key = fault.answer(fault.resolve(roles, variant), roles)
-        assert key.cause in {c.id for c in fault.causes}
+    checked = 0
+    for topology in ("mail-dmz", "isp-relay"):  # each fault applies to one of them at least
+        roles = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" /
+                                           f"{topology}.yaml"))
+        for variant in fault.variants(roles):
+            try:
+                key = fault.answer(fault.resolve(roles, variant), roles)
+            except LabError:
+                continue  # a role this topology lacks (tests/test_isp_model.py)
+            assert key.cause in {c.id for c in fault.causes}
+            checked += 1
+    assert checked
 
 
 def test_a_cause_declared_twice_must_agree() -> None:

@@ -1,5 +1,5 @@
 """Bad topology files get a clear error naming file, line and field, and build nothing
-(DESIGN.md hard rule 5).
+(docs/design.md, hard rule 5).
 
 Each ``tests/golden/topologies/NAME.yaml`` is a broken topology; ``NAME.stderr`` next to it
 is what `lab validate` prints for it (``NAME.up.stderr``: what `lab up` prints). Regenerate

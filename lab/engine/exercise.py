@@ -2,7 +2,7 @@
 
 The answer key (which faults were applied, their causes and nodes) lives only in this
 process's memory until `lab score` writes the attempt record to the results directory,
-which nodes cannot see (DESIGN.md rule 4).
+which nodes cannot see (docs/design.md, rule 4).
 """
 from __future__ import annotations
 

@@ -248,7 +248,7 @@ def _claim(lab: str, files: dict[str, str]) -> None:
 def supervisor_env(lab: str) -> dict[str, str]:
     """The supervisor's environment, which its node shells inherit and every node can read
     (/proc/PID/environ): the lab's own settings only. Not the caller's: under sudo that
-    holds SUDO_COMMAND, the whole `lab start ... --fault NAME` line (DESIGN.md rule 4)."""
+    holds SUDO_COMMAND, the whole `lab start ... --fault NAME` line (docs/design.md, rule 4)."""
     env = {k: v for k, v in os.environ.items()
            if k in ("LANG", "TZ") or k.startswith(("LC_", "LAB_"))}
     env.update({"PATH": NODE_PATH, "HOME": "/root", OWNER_ENV: lab,

@@ -189,6 +189,18 @@ class Supervisor:
         applied = self.exercise.applied_params(name) if self.exercise is not None else None
         return await act(self.lab_context(), action, name, params, applied)
 
+    async def op_evidence(self, out: str, capture: float) -> dict[str, Any]:
+        """Capture every segment for ``capture`` seconds and copy the nodes' evidence to
+        ``out`` (lab/evidence/collect.py)."""
+        from lab.evidence.collect import LabView, collect
+        from lab.model.roles import derive_roles
+
+        view = LabView(self.topo, self.services.contexts,
+                       {n: h.pid for n, h in self.network.hosts.items()},
+                       {s: w.pid for s, w in self.network.switches.items()},
+                       derive_roles(self.topo).firewall)
+        return await collect(view, Path(out), capture)
+
     async def op_service(self, node: str, kind: str, action: str) -> str:
         """Start, stop or restart one service, as a trainee's repair may need."""
         svc = self.services.get(node, kind)
@@ -319,7 +331,7 @@ def main(argv: list[str]) -> int:
 
     Always a fresh interpreter started by `lab up` (not a fork of it): a fork would show
     `lab up`'s or `lab start`'s arguments as the supervisor's command line, which every
-    node can read (DESIGN.md rule 4)."""
+    node can read (docs/design.md, rule 4)."""
     lab, ready_fd = argv[0], int(argv[1])
     os.environ[OWNER_ENV] = lab
     sup = None

@@ -11,10 +11,10 @@ from dataclasses import asdict
 from typing import Any
 
 from lab.errors import LabError
-from lab.faults import alerts, dns, links, nat, proxy, server, tls
+from lab.faults import alerts, dns, isp, links, nat, proxy, server, tls
 from lab.faults.base import AnswerKey, Cause, Fault, LabContext, Repair
 
-FAMILIES = (dns, nat, proxy, server, alerts, links, tls)
+FAMILIES = (dns, nat, proxy, server, alerts, links, tls, isp)
 ACTIONS = ("apply", "revert", "check")
 
 

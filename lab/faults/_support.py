@@ -3,7 +3,7 @@ resolvers' caches, changing the firewall's config, editing a node's resolv.conf.
 
 Every helper works from the lab's *current* state, so faults on the same service compose,
 and reports whether it changed anything, so apply and revert stay idempotent. Nothing
-here writes a comment, a marker or a name that could give a fault away (DESIGN.md rule 4).
+here writes a comment, a marker or a name that could give a fault away (docs/design.md, rule 4).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import ipaddress
 import os
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,9 @@ from lab.faults.base import LabContext
 from lab.model.firewall import FirewallConfig
 from lab.model.roles import Roles
 from lab.model.services import parse_service
-from lab.protocols.zonefile import zone_file_name
+from lab.protocols.dnszones import ZONE_DIR
+from lab.protocols.masterfile import Entry, Master, absolute, collect_includes, read_master
+from lab.protocols.zonefile import ZoneError, zone_file_name
 
 
 def _ipv4(value: str) -> str:
@@ -44,172 +45,97 @@ def baseline_service(lab: LabContext, node: str, kind: str) -> Any:
 # --- zone files ---------------------------------------------------------------------------
 
 
-@dataclass
-class ZoneLine:
-    """One line of a master file; ``rtype``/``data`` are None for anything but a record."""
-
-    text: str
-    owner: str | None = None  # absolute, lower case
-    rtype: str | None = None
-    data: str | None = None  # the data fields joined by one blank
-
-    @property
-    def is_record(self) -> bool:
-        return self.rtype is not None
-
-
-def absolute(name: str, origin: str) -> str:
-    name = name.strip().lower()
-    origin = origin.strip().lower().rstrip(".") + "."
-    if name == "@":
-        return origin
-    if name.endswith("."):
-        return name
-    return f"{name}.{origin}" if origin != "." else f"{name}."
-
-
-_CLASSES = {"IN", "CH", "HS"}
-
-
-def _parse_line(text: str, origin: str, previous_owner: str | None) -> tuple[ZoneLine, str | None]:
-    body = text.split(";", 1)[0]
-    if not body.strip() or body.lstrip().startswith("$") or "(" in body or ")" in body:
-        return ZoneLine(text), previous_owner
-    tokens = body.split()
-    if body[:1].isspace():
-        owner = previous_owner
-    else:
-        owner = absolute(tokens.pop(0), origin)
-    for _ in range(2):
-        if tokens and (tokens[0].isdigit() or tokens[0][:-1].isdigit()) or tokens and tokens[0].upper() in _CLASSES:
-            tokens.pop(0)
-    if not tokens or owner is None:
-        return ZoneLine(text), previous_owner
-    return ZoneLine(text, owner, tokens[0].upper(), " ".join(tokens[1:])), owner
-
-
 class ZoneFile:
-    """A zone's master file in a node, edited in place as an admin's editor would."""
+    """A zone's master file in a node, and the files it ``$INCLUDE``s, edited in place as
+    an admin's editor would: only the fields that change are rewritten, wherever the
+    record is written (a multi-line SOA, an included file); comments and layout stay.
+    See :mod:`lab.protocols.masterfile`."""
 
     def __init__(self, lab: LabContext, node: str, zone: str) -> None:
         self.node = node
         self.zone = zone
         self.origin = absolute("@", zone)
-        self.path: Path = lab.node(node).path(f"/etc/bind/{zone_file_name(zone)}")
+        self.path: Path = lab.node(node).path(f"{ZONE_DIR}/{zone_file_name(zone)}")
         try:
             text = self.path.read_text()
+            includes = collect_includes(text, lambda rel: (self.path.parent / rel).read_text(),
+                                        self.path.name)
+            self.master: Master = read_master(zone, text, includes, self.path.name)
         except OSError as e:
             raise LabError(f"cannot read zone {zone} on {node}: {e.strerror or e}") from None
-        self.lines: list[ZoneLine] = []
-        owner: str | None = None
-        for raw in text.splitlines():
-            if raw.lstrip().startswith("$ORIGIN"):
-                parts = raw.split()
-                if len(parts) > 1:
-                    self.origin = absolute(parts[1], ".")
-            line, owner = _parse_line(raw, self.origin, owner)
-            self.lines.append(line)
-        self.changed = False
+        except ZoneError as e:
+            raise LabError(f"zone {zone} on {node} does not load: {e}") from None
 
-    def find(self, owner: str, rtype: str) -> list[ZoneLine]:
-        name = absolute(owner, self.origin)
-        return [ln for ln in self.lines if ln.owner == name and ln.rtype == rtype.upper()]
+    @property
+    def changed(self) -> bool:
+        return bool(self.master.changed)
+
+    def find(self, owner: str, rtype: str) -> list[Entry]:
+        return self.master.find(absolute(owner, self.origin), rtype)
 
     def data(self, owner: str, rtype: str) -> list[str]:
-        return [ln.data or "" for ln in self.find(owner, rtype)]
+        return [e.data for e in self.find(owner, rtype)]
 
     def replace(self, owner: str, rtype: str, new_data: str,
                 when: Callable[[str], bool] = lambda _d: True) -> bool:
         """Set the data of the matching records for which ``when(data)`` holds."""
         done = False
-        for line in self.find(owner, rtype):
-            if line.data == new_data or not when(line.data or ""):
+        for index in range(len(self.find(owner, rtype))):
+            entry = self.find(owner, rtype)[index]  # positions move after each edit
+            if entry.data == new_data or not when(entry.data):
                 continue
-            line.text = _with_data(line.text, new_data)
-            line.data = new_data
+            self.master.set_data(entry, new_data)
             done = True
-        self.changed |= done
         return done
 
     def remove(self, owner: str, rtype: str) -> list[str]:
         """Delete the matching records; returns their data."""
-        gone = self.find(owner, rtype)
-        self.lines = [ln for ln in self.lines if ln not in gone]
-        self.changed |= bool(gone)
-        return [ln.data or "" for ln in gone]
+        gone = []
+        while self.find(owner, rtype):
+            entry = self.find(owner, rtype)[0]
+            gone.append(entry.data)
+            self.master.delete(entry)
+        return gone
 
     def add(self, owner: str, rtype: str, data: str, after: tuple[str, str] | None = None) -> None:
         """Add a record, after the last record of ``after`` (owner, type) if that exists."""
-        owners = [ln.text.split()[0] for ln in self.lines
-                  if ln.is_record and not ln.text[:1].isspace()]
-        width = max([len(o) for o in owners] + [len(owner)])
-        text = f"{owner:<{width}} {'':<6} IN {rtype.upper():<5} {data}".rstrip()
-        line = ZoneLine(text, absolute(owner, self.origin), rtype.upper(), data)
-        index = len(self.lines)
-        if after is not None:
-            anchors = [i for i, ln in enumerate(self.lines)
-                       if ln.owner == absolute(after[0], self.origin) and ln.rtype == after[1]]
-            if anchors:
-                index = anchors[-1] + 1
-        self.lines.insert(index, line)
-        self.changed = True
+        anchors = self.find(*after) if after is not None else []
+        self.master.insert_after(anchors[-1] if anchors else None, absolute(owner, self.origin),
+                                 rtype, data)
 
     def save(self) -> bool:
-        """Write the file back (serial bumped) if anything changed, so the server reloads."""
+        """Write the changed files back (SOA serial bumped) so the server reloads them."""
         if not self.changed:
             return False
-        for line in self.lines:
-            if line.rtype == "SOA" and line.data:
-                fields = line.data.split()
-                if len(fields) >= 3 and fields[2].isdigit():
-                    fields[2] = str((int(fields[2]) + 1) % 2**32)
-                    new = " ".join(fields)
-                    line.text = _with_data(line.text, new)
-                    line.data = new
-                break
-        before = self.path.stat().st_mtime_ns
-        text = "\n".join(ln.text for ln in self.lines) + "\n"
-        with open(self.path, "r+") as f:  # in place: the node's overlay sees the same file
-            f.write(text)
-            f.truncate()
-        st = self.path.stat()
-        if st.st_mtime_ns <= before:  # a coarse clock: make sure the server sees a change
-            os.utime(self.path, ns=(st.st_atime_ns, before + 1_000_000))
-        self.changed = False
+        self.master.bump_serial()
+        for file in sorted(self.master.changed):
+            path = self.path if file == "" else self.path.parent / file
+            _write_in_place(path, self.master.text(file))
+        self.master.changed.clear()
         return True
 
 
-def _with_data(text: str, new_data: str) -> str:
-    """The record line with its data fields replaced, owner/ttl/class/type kept as written."""
-    body, sep, comment = text.partition(";")
-    tokens = body.split()
-    keep = 0 if body[:1].isspace() else 1
-    for _ in range(2):
-        if len(tokens) > keep and (tokens[keep].isdigit() or tokens[keep][:-1].isdigit()
-                                   or tokens[keep].upper() in _CLASSES):
-            keep += 1
-    keep += 1  # the type
-    # keep the original spacing up to the end of the type field
-    pos = 0
-    for token in tokens[:keep]:
-        pos = body.index(token, pos) + len(token)
-    gap = pos
-    while gap < len(body) and body[gap].isspace():
-        gap += 1
-    head = body[:gap] if gap > pos else body[:pos] + " "
-    return f"{head}{new_data}" + (f" {sep}{comment}" if sep else "")
+def _write_in_place(path: Path, text: str) -> None:
+    """Write ``text`` into the same file (the node's overlay sees the same inode), with
+    an mtime that moves even on a coarse clock, so the name server sees the change."""
+    before = path.stat().st_mtime_ns
+    with open(path, "r+") as f:
+        f.write(text)
+        f.truncate()
+    st = path.stat()
+    if st.st_mtime_ns <= before:
+        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
+
+
+def baseline_master(lab: LabContext, node: str, zone: str) -> Master:
+    """The zone as the topology has it (the healthy baseline), as a master file."""
+    spec = baseline_service(lab, node, "dns").zones[zone]
+    return read_master(zone, spec.text(zone), spec.includes)
 
 
 def baseline_records(lab: LabContext, node: str, zone: str, owner: str, rtype: str) -> list[str]:
     """The data of ``owner``/``rtype`` in the topology's zone (the healthy baseline)."""
-    records = baseline_service(lab, node, "dns").zones[zone].records
-    origin = absolute("@", zone)
-    out = []
-    for text in records:
-        line, _ = _parse_line(text, origin, None)
-        if line.owner == absolute(owner, origin) and line.rtype == rtype.upper():
-            out.append(line.data or "")
-    return out
+    return [e.data for e in baseline_master(lab, node, zone).find(absolute(owner, zone), rtype)]
 
 
 def same_name(a: str, b: str, origin: str) -> bool:

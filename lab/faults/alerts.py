@@ -24,9 +24,9 @@ class NoSplitView(Fault):
     where = "firewall"
     description = ("the firewall resolves through ${params.nameserver}, a public server, so "
                    "it gets the mail server's public address instead of the private one")
-    symptom = ("dig ${roles.mail_host} on ${roles.firewall} answers ${roles.mail_public}; "
-               "alerts stay in /var/spool/mailq/outgoing/smtp and /var/spool/mailq/data on "
-               "${roles.firewall}")
+    symptom = ("dig ${roles.alert_server} on ${roles.firewall} does not answer the private "
+               "${roles.mail_private} (it asks ${params.nameserver}); alerts stay in "
+               "/var/spool/mailq/outgoing/smtp and /var/spool/mailq/data on ${roles.firewall}")
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -49,7 +49,7 @@ class NoSplitView(Fault):
 
     async def check_repaired(self, lab, params) -> Repair:
         roles = lab.roles
-        fw, host, private = roles.need("firewall"), roles.need("mail_host"), roles.need(
+        fw, host, private = roles.need("firewall"), roles.need("alert_server"), roles.need(
             "mail_private")
         _path, _lines, servers = read_nameservers(lab, fw)
         if not servers:
@@ -113,7 +113,7 @@ async def _firewall_own_traffic(lab: LabContext, rule: Rule) -> Repair:
     roles = lab.roles
     fw = roles.need("firewall")
     if rule.proto == "udp":
-        answer = await dns_query(lab, fw, rule.to, roles.need("mail_host"), "A")
+        answer = await dns_query(lab, fw, rule.to, roles.need("alert_server"), "A")
         ok = answer.status != "timeout"
         return Repair(ok, f"DNS from {fw} to {rule.to}: {answer.text()}")
     return await tcp_passes(lab, fw, rule.to, rule.port or 25)

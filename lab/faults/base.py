@@ -7,7 +7,7 @@ node where it lives, read from the topology's roles), the symptom a trainee shou
 to observe, ``check_repaired`` (is its own symptom gone, judged from the lab's state), and
 ``draw`` (its specifics drawn from a seed). Faults run inside the lab's supervisor.
 
-Rule 4 (DESIGN.md): nothing a fault writes may name the fault: no comments, marker
+Rule 4 (docs/design.md): nothing a fault writes may name the fault: no comments, marker
 files, process arguments or log lines that give it away. Faults change what a real
 outage would change (a zone file's record, a rule missing from the ruleset, a route).
 """

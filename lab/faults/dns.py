@@ -81,7 +81,7 @@ class WrongAddress(Fault):
     where = "public_dns"
     description = "${roles.public_dns} publishes a wrong A record for ${roles.mail_host}"
     symptom = ("dig ${roles.mail_host} from the internet answers ${params.address}, not the "
-               "mail server's static NAT ${roles.mail_public}; senders' connections go nowhere")
+               "static NAT ${roles.inbound_public}; senders' connections go nowhere")
 
     class Params(_Params):
         address: IPv4 | None = None
@@ -124,7 +124,8 @@ class MxMissing(Fault):
         if zone.find("@", "MX"):
             return  # someone (an admin, another fault) has an MX there: not ours to touch
         for data in baseline_records(lab, node, domain, "@", "MX"):
-            zone.add("@", "MX", data, after=(f"{domain}.", "NS"))
+            anchor = "MX" if zone.find("@", "MX") else "NS"
+            zone.add("@", "MX", data, after=(f"{domain}.", anchor))
         if zone.save():
             age_caches(lab, domain, ZONE_TTL)
 

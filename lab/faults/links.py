@@ -24,8 +24,9 @@ class _NodeParams(BaseModel):
 
 
 def mail_path_links(roles: Roles) -> list[dict]:
-    """(node, interface) of every link on the mail path: the mail server's, and the
-    firewall's external and internal ones."""
+    """(node, interface) of every link on the mail path: the mail server's, the
+    firewall's external and internal ones, and an inbound relay's and the firewall's DMZ
+    link where there is a DMZ."""
     out = []
     if roles.mail_server:
         for i, _intf in enumerate(roles.topo.nodes[roles.mail_server].interfaces):
@@ -34,6 +35,11 @@ def mail_path_links(roles: Roles) -> list[dict]:
         for ifname in (roles.fw_external_if, roles.fw_internal_if):
             if ifname:
                 out.append({"node": roles.firewall, "interface": ifname})
+    if roles.inbound_relay:
+        for i, _intf in enumerate(roles.topo.nodes[roles.inbound_relay].interfaces):
+            out.append({"node": roles.inbound_relay, "interface": f"eth{i}"})
+    if roles.firewall and roles.fw_dmz_if:
+        out.append({"node": roles.firewall, "interface": roles.fw_dmz_if})
     return out or [{}]
 
 

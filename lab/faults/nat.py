@@ -31,13 +31,14 @@ class _Params(BaseModel):
 
 
 def mail_static(lab: LabContext) -> StaticNat:
-    """The baseline static-NAT entry for the mail server."""
-    private = lab.roles.need("mail_private")
+    """The baseline static-NAT entry for the inbound mail server (the mail server, or an
+    inbound relay in front of it)."""
+    private = lab.roles.need("inbound_private")
     for entry in baseline_firewall(lab).static_nat:
         if entry.private == private:
             return entry
     raise LabError(f"topology {lab.topo.name} has no static NAT for "
-                   f"{lab.roles.need('mail_server')}")
+                   f"{lab.roles.need('inbound_server')}")
 
 
 def baseline_rule(lab: LabContext, name: str) -> Rule:
@@ -56,7 +57,7 @@ def find_rule(lab: LabContext, what: str, test) -> str:
 
 
 def smtp_in_rule(lab: LabContext) -> str:
-    public = lab.roles.need("mail_public")
+    public = lab.roles.need("inbound_public")
     return find_rule(lab, f"permits SMTP to {public}", lambda r: r.to == public
                      and r.proto in ("tcp", "any") and r.port in (25, None))
 
@@ -109,7 +110,7 @@ def dnat_target(rules: list[dict], public: str) -> str | None:
 
 async def static_nat_right(lab: LabContext) -> Repair:
     roles = lab.roles
-    public, private = roles.need("mail_public"), roles.need("mail_private")
+    public, private = roles.need("inbound_public"), roles.need("inbound_private")
     target = dnat_target(await nft_rules(lab, roles.need("firewall")), public)
     return Repair(target == private,
                   f"{roles.firewall}'s ruleset translates {public} to {target}" if target
@@ -120,12 +121,13 @@ class StaticMissing(Fault):
     name = "nat-static-missing"
     family = "nat"
     causes = (Cause("nat-static-missing", "static NAT missing",
-                    "the firewall has no static NAT for the mail server's public address",
+                    "the firewall has no static NAT for the public address of the mail "
+                    "server (or of the relay that takes the mail from the internet)",
                     "firewall"),)
     where = "firewall"
-    description = ("the static NAT for ${roles.mail_server} is gone while the permit rule "
-                   "for SMTP to ${roles.mail_public} still depends on it")
-    symptom = ("telnet/nc to ${roles.mail_public}:25 from the internet times out; netguard "
+    description = ("the static NAT for ${roles.inbound_server} is gone while the permit rule "
+                   "for SMTP to ${roles.inbound_public} still depends on it")
+    symptom = ("telnet/nc to ${roles.inbound_public}:25 from the internet times out; netguard "
                "-An shows the sessions denied (D) at the firewall")
     Params = NoParams
 
@@ -154,15 +156,16 @@ class StaticWrongHost(Fault):
                     "the static NAT maps the public address to a wrong private address",
                     "firewall"),)
     where = "firewall"
-    description = "the mail server's static NAT points at ${params.private}, a wrong address"
-    symptom = ("SMTP to ${roles.mail_public} is permitted (P) in netguard -An but translated "
+    description = ("${roles.inbound_server}'s static NAT points at ${params.private}, a wrong "
+                   "address")
+    symptom = ("SMTP to ${roles.inbound_public} is permitted (P) in netguard -An but translated "
                "to ${params.private}, where nothing answers; senders time out")
 
     class Params(_Params):
         private: IPv4 | None = None
 
     def drawn(self, rng, roles) -> dict:
-        return {"private": unused_address(rng, roles, roles.need("fw_internal_subnet"))}
+        return {"private": unused_address(rng, roles, roles.need("inbound_subnet"))}
 
     async def _move(self, lab, frm: str, to: str) -> None:
         config = firewall_config(lab)
@@ -172,10 +175,10 @@ class StaticWrongHost(Fault):
             await set_firewall(lab, _replace_static(config, public, entry))
 
     async def apply(self, lab, params) -> None:
-        await self._move(lab, lab.roles.need("mail_private"), params.private)
+        await self._move(lab, lab.roles.need("inbound_private"), params.private)
 
     async def revert(self, lab, params) -> None:
-        await self._move(lab, params.private, lab.roles.need("mail_private"))
+        await self._move(lab, params.private, lab.roles.need("inbound_private"))
 
     async def check_repaired(self, lab, params) -> Repair:
         return await static_nat_right(lab)
@@ -239,10 +242,11 @@ class _RuleMissing(Fault):
 class SmtpPermitMissing(_RuleMissing):
     name = "fw-smtp-permit-missing"
     causes = (Cause("fw-smtp-permit-missing", "SMTP permit rule missing",
-                    "no firewall rule permits inbound SMTP to the mail server", "firewall"),)
-    description = ("the permit rule for SMTP to the mail server's static-NAT address "
-                   "${roles.mail_public} is gone")
-    symptom = ("nc/telnet to ${roles.mail_public}:25 from the internet times out; netguard "
+                    "no firewall rule permits inbound SMTP to the mail server (or the relay "
+                    "in front of it)", "firewall"),)
+    description = ("the permit rule for SMTP to ${roles.inbound_server}'s static-NAT address "
+                   "${roles.inbound_public} is gone")
+    symptom = ("nc/telnet to ${roles.inbound_public}:25 from the internet times out; netguard "
                "-An shows D for those sessions")
 
     def rule_of(self, lab, params) -> str:
@@ -252,15 +256,17 @@ class SmtpPermitMissing(_RuleMissing):
         """The firewall passes SMTP to the static-NAT address again: the handshake is
         answered (by the mail server, or refused by it: either way the firewall let it by)."""
         roles = lab.roles
-        return await tcp_passes(lab, roles.need("outside_client"), roles.need("mail_public"), 25)
+        return await tcp_passes(lab, roles.need("outside_client"), roles.need("inbound_public"),
+                                25)
 
 
 class IcmpBlocked(_RuleMissing):
     name = "fw-icmp-blocked"
     causes = (Cause("fw-icmp-blocked", "ICMP not permitted",
-                    "the firewall does not permit ICMP echo to the mail server", "firewall"),)
+                    "the firewall does not permit ICMP echo to the mail server (or its "
+                    "relay)", "firewall"),)
     description = "the ICMP permit rule is gone (a red herring: mail still flows)"
-    symptom = ("ping ${roles.mail_public} from the internet gets no reply, but telnet to port "
+    symptom = ("ping ${roles.inbound_public} from the internet gets no reply, but telnet to port "
                "25 answers and mail is delivered")
 
     def rule_of(self, lab, params) -> str:
@@ -268,7 +274,7 @@ class IcmpBlocked(_RuleMissing):
 
     async def check_repaired(self, lab, params) -> Repair:
         roles = lab.roles
-        client, public = roles.need("outside_client"), roles.need("mail_public")
+        client, public = roles.need("outside_client"), roles.need("inbound_public")
         sent, received = await ping(lab, client, public, count=3)
         return Repair(received > 0, f"ping from {client} to {public}: {received} of {sent} "
                                     "answered")

@@ -71,8 +71,8 @@ class ProxyServerNotListed(Fault):
         return {"servers": rng.choice([[], *others])}
 
     def validate(self, params, roles) -> None:
-        if roles.need("mail_private") in (params.servers or []):
-            raise LabError(f"servers must not list the mail server {roles.mail_private}")
+        if roles.need("inbound_private") in (params.servers or []):
+            raise LabError(f"servers must not list the mail server {roles.inbound_private}")
 
     async def apply(self, lab, params) -> None:
         self.validate(params, lab.roles)
@@ -107,7 +107,7 @@ class ProxyModeMismatch(Fault):
                    "firewall (and the permit rule removed) while ${roles.mail_host} still "
                    "points at the static-NAT address, or DNS pointing at the firewall's own "
                    "address while the proxy is off")
-    symptom = ("dns_points_at=static-nat: SMTP to ${roles.mail_public} is denied (D) while the "
+    symptom = ("dns_points_at=static-nat: SMTP to ${roles.inbound_public} is denied (D) while the "
                "firewall's ${roles.fw_public}:25 answers; dns_points_at=firewall: "
                "${roles.mail_host} resolves to ${roles.fw_public} where nothing accepts SMTP")
 

@@ -40,27 +40,55 @@ class SmtpDown(Fault):
     name = "smtp-service-down"
     family = "server"
     causes = (Cause("smtp-service-down", "SMTP service down",
-                    "the mail server's SMTP service is not running", "server"),)
-    where = "mail_server"
-    description = "the SMTP service on ${roles.mail_server} is stopped"
-    symptom = ("telnet/nc to ${roles.mail_private}:25 is refused (from ${roles.firewall}, "
-               "${roles.internal_client}, or through the static NAT from the internet); "
-               "nothing gets delivered in either direction")
-    Params = NoParams
+                    "the mail server's SMTP service (or the inbound relay's) is not running",
+                    "server"),)
+    key_params = ("node",)
+    description = "the SMTP service on ${params.node} is stopped"
+    symptom = ("nothing answers SMTP on ${params.node} any more: telnet/nc to its port 25 is "
+               "refused (from its own segment, or through the firewall); mail that has to pass "
+               "it waits in the queue before it, or at a backup MX")
+
+    class Params(_Params):
+        node: str | None = None
+
+    def variants(self, roles) -> list[dict]:
+        """The mail server, and the inbound relay in front of it if there is one."""
+        return [{"node": n} for n in (roles.mail_server, roles.inbound_relay) if n] or [{}]
+
+    def answer(self, params, roles) -> AnswerKey:
+        return AnswerKey(self.causes[0].id, params.node or roles.need("mail_server"))
+
+    def validate(self, params, roles) -> None:
+        node = self.answer(params, roles).node
+        if node not in (roles.mail_server, roles.inbound_relay):
+            names = ", ".join(n for n in (roles.mail_server, roles.inbound_relay) if n)
+            raise LabError(f"node {node} is not a mail server of topology {roles.topology}",
+                           hint=f"nodes: {names}")
+
+    def _svc(self, lab, params):
+        self.validate(params, lab.roles)
+        return lab.service(self.answer(params, lab.roles).node, "smtp")
 
     async def apply(self, lab, params) -> None:
-        await lab.service(_mail(lab), "smtp").stop()  # stopping a stopped server: no change
+        await self._svc(lab, params).stop()  # stopping a stopped server: no change
 
     async def revert(self, lab, params) -> None:
-        svc = lab.service(_mail(lab), "smtp")
+        svc = self._svc(lab, params)
         if not await svc.healthy():
             await svc.stop()
             await svc.start()
 
     async def check_repaired(self, lab, params) -> Repair:
+        """The server accepts mail again, asked the way its mail comes: the mail server
+        from the internal client, an inbound relay from the internet."""
         roles = lab.roles
-        client, server = roles.need("internal_client"), roles.need("mail_private")
+        node = self.answer(params, roles).node
         rcpt = _address(lab)
+        if node == roles.mail_server:
+            client, server = roles.need("internal_client"), roles.need("mail_private")
+        else:
+            client = roles.need("outside_client")
+            server = roles.inbound_public or roles.need("inbound_private")
         ok, said = await smtp_accepts(lab, client, server, rcpt, rcpt)
         return Repair(ok, f"a message from {client} to {rcpt} through {server}:25: "
                           f"{'accepted, ' if ok else ''}{said}")
@@ -140,14 +168,25 @@ class GatewayWrong(Fault):
         gateway: IPv4 | None = None
 
     def variants(self, roles) -> list[dict]:
-        """The inside hosts mail depends on that route through the firewall: the mail
-        server and the internal resolvers."""
-        hosts = [roles.mail_server, *roles.internal_resolvers]
+        """The hosts behind the firewall that mail depends on and that route through it:
+        the mail server, an inbound relay, the internal resolvers."""
+        hosts = [roles.mail_server, roles.inbound_relay, *roles.internal_resolvers]
         return [{"node": n} for n in dict.fromkeys(hosts)
                 if n and roles.topo.nodes[n].gateway is not None] or [{}]
 
     def drawn(self, rng, roles) -> dict:
         return {"gateway": unused_address(rng, roles, roles.need("fw_internal_subnet"))}
+
+    def draw(self, rng, roles, variant=None):
+        """The wrong gateway is drawn on the node's own segment (a DMZ host's in the DMZ)."""
+        params = super().draw(rng, roles, variant)
+        node = params.node or roles.need("mail_server")
+        if roles.topo is not None and node in roles.topo.nodes:
+            subnet = str(roles.topo.nodes[node].interfaces[0].address.network)
+            if subnet != roles.fw_internal_subnet:
+                params = params.model_copy(update={"gateway": unused_address(rng, roles,
+                                                                             subnet)})
+        return params
 
     def answer(self, params, roles) -> AnswerKey:
         return AnswerKey(self.causes[0].id, params.node or roles.need("mail_server"))

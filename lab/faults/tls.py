@@ -77,7 +77,7 @@ async def starttls_verifies(lab: LabContext) -> Repair:
     against the lab's CA for the mail host's name."""
     roles = lab.roles
     client, server, name = (roles.need("internal_client"), roles.need("mail_private"),
-                            roles.need("mail_host"))
+                            roles.need("mail_server_host"))
     argv = ["timeout", "8", "openssl", "s_client", "-starttls", "smtp", "-connect",
             f"{server}:25", "-verify_return_error", "-verify_hostname", name, "-brief"]
     rc, out, err = await run_async(lab, client, argv, "QUIT\n")
@@ -104,8 +104,8 @@ class CertExpired(_TlsFault):
                    "(the file was replaced by an old one)")
     symptom = ("openssl s_client -starttls smtp -connect ${roles.mail_private}:25 "
                "-verify_return_error fails with 'certificate has expired'; swaks --tls-verify "
-               "fails; ${roles.sender} logs 'Untrusted TLS connection established to "
-               "${roles.mail_host}'")
+               "fails; the servers sending to it log 'Untrusted TLS connection established "
+               "to ...'")
 
     class Params(_Params):
         days_ago: int | None = None
@@ -129,9 +129,10 @@ class CertWrongName(_TlsFault):
     name = "tls-cert-wrong-name"
     causes = (Cause("tls-cert-wrong-name", "certificate for wrong name",
                     "the mail server's TLS certificate does not name the mail host", "server"),)
-    description = "${roles.mail_server}'s certificate is for ${params.name}, not ${roles.mail_host}"
+    description = ("${roles.mail_server}'s certificate is for ${params.name}, not "
+                   "${roles.mail_server_host}")
     symptom = ("openssl s_client -starttls smtp -connect ${roles.mail_private}:25 "
-               "-verify_return_error -verify_hostname ${roles.mail_host} fails with 'hostname "
+               "-verify_return_error -verify_hostname ${roles.mail_server_host} fails with 'hostname "
                "mismatch'; the certificate's subject names ${params.name}")
 
     class Params(_Params):
@@ -145,12 +146,12 @@ class CertWrongName(_TlsFault):
             return v.lower() if v else v
 
     def drawn(self, rng, roles) -> dict:
-        names = [n for n in WRONG_NAMES if n != roles.mail_host]
+        names = [n for n in WRONG_NAMES if n != roles.mail_server_host]
         return {"name": rng.choice(names)}
 
     def validate(self, params, roles) -> None:
-        if params.name == roles.mail_host:
-            raise LabError(f"name must not be the mail host {roles.mail_host}")
+        if params.name == roles.mail_server_host:
+            raise LabError(f"name must not be the mail server's {roles.mail_server_host}")
 
     async def apply(self, lab, params) -> None:
         if cert_names(_server_tls(lab).certificate()) != [params.name]:
@@ -171,7 +172,7 @@ class TlsNotOffered(_TlsFault):
     symptom = ("EHLO to ${roles.mail_server} no longer lists STARTTLS (swaks --tls: 'STARTTLS "
                "not advertised'); a sender requiring TLS keeps its mail for "
                "${roles.mail_domain} queued: 'TLS is required, but was not offered by host "
-               "${roles.mail_host}[${roles.mail_public}]'")
+               "${roles.mail_host}[${roles.inbound_public}]'")
     Params = NoParams
 
     async def apply(self, lab, params) -> None:

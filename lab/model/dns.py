@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from lab.protocols.masterfile import load_records
 from lab.protocols.zonedata import ZoneData
-from lab.protocols.zonefile import ZoneError, parse_record, zone_origin
+from lab.protocols.zonefile import ZoneError, parse_record, render_zone, zone_origin
 
 # relative names in a record are checked against a placeholder origin here; the zone
 # itself is checked against its real origin in DnsConfig
@@ -80,19 +81,51 @@ Networks = Annotated[list[IPv4Network | IPv6Network], BeforeValidator(_as_networ
 
 
 class Zone(_Strict):
-    """One zone: the default TTL and the records in master-file syntax, relative to it.
+    """One zone: the default TTL and its data, either ``records`` in master-file syntax
+    (relative to the zone) or a BIND master file, ``zone_file``, next to the topology file.
+
+    ``zone_file`` is read when the topology is loaded: ``master`` is its text and
+    ``includes`` the files it ``$INCLUDE``s (path as written -> text); both may also be
+    given inline instead of ``zone_file``. In a node the master file is
+    ``/etc/bind/db.<zone>`` and the included files sit beside it, as written.
 
     ``allow_transfer``: networks whose clients may transfer the zone (AXFR/IXFR over
     TCP); empty (the default), nobody may, and a transfer is REFUSED.
     """
 
     ttl: int = Field(default=300, ge=0, le=2**31 - 1)
-    records: list[Record] = Field(min_length=1)
+    records: list[Record] = []
+    zone_file: str | None = Field(default=None, min_length=1, max_length=255)
+    master: str | None = None
+    includes: dict[str, str] = {}
     allow_transfer: Networks = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Zone:
+        if self.records and (self.master is not None or self.zone_file is not None):
+            raise ValueError("a zone has either records or a zone_file, not both")
+        if not self.records and self.master is None:
+            raise ValueError("a zone needs records (at least one) or a zone_file")
+        return self
 
     def transfer_allowed(self, client: str) -> bool:
         """May this client address transfer the zone?"""
         return _client_in(client, self.allow_transfer)
+
+    def load(self, name: str) -> list:
+        """The zone's records, checked (a ZoneError names the record, and the file and
+        line of a master file)."""
+        if self.master is not None:
+            return load_records(name, self.master, self.includes, self.ttl,
+                                self.zone_file or "master")
+        origin = zone_origin(name)
+        return [parse_record(text, origin, self.ttl) for text in self.records]
+
+    def text(self, name: str) -> str:
+        """The master file a name server in a node starts from."""
+        if self.master is not None:
+            return self.master
+        return render_zone(name, self.ttl, self.records)
 
 
 class RootHint(_Strict):
@@ -106,20 +139,30 @@ class DnsConfig(_Strict):
     """A node's DNS role.
 
     ``recursion_from``: networks whose clients may ask for recursion. Left out: any
-    client may; an empty list: nobody may.
+    client may; an empty list: nobody may. ``forwarders`` (BIND's ``forwarders``): the
+    servers a recursing node sends its clients' questions to, with recursion desired,
+    instead of iterating from the root itself; ``forward: only`` never iterates (no
+    forwarder answering means SERVFAIL), ``first`` (BIND's default) iterates from
+    ``root_hints`` when no forwarder answers.
     """
 
     mode: Literal["authoritative", "recursive", "split"] = "authoritative"
     zones: dict[DomainName, Zone] = Field(default_factory=dict)
     root_hints: list[RootHint] = Field(default_factory=list)
     recursion_from: Networks | None = None
+    forwarders: list[IPv4Address] = Field(default_factory=list, max_length=8)
+    forward: Literal["only", "first"] = "first"
 
     @model_validator(mode="after")
     def _consistent(self) -> DnsConfig:
         if self.mode == "authoritative" and not self.zones:
             raise ValueError("mode authoritative needs at least one zone")
-        if self.mode in ("recursive", "split") and not self.root_hints:
-            raise ValueError(f"mode {self.mode} needs root_hints (where iteration starts)")
+        if self.mode == "authoritative" and self.forwarders:
+            raise ValueError("forwarders are only meaningful for mode recursive or split")
+        iterates = not (self.forwarders and self.forward == "only")
+        if self.mode in ("recursive", "split") and iterates and not self.root_hints:
+            raise ValueError(f"mode {self.mode} needs root_hints (where iteration starts), "
+                             "unless it forwards only (forwarders, forward: only)")
         if self.mode == "recursive" and self.zones:
             raise ValueError("mode recursive serves no zones; use mode split to serve "
                              "zones and recurse for everything else")
@@ -131,10 +174,8 @@ class DnsConfig(_Strict):
             if key in seen:
                 raise ValueError(f"zone {name!r} is listed twice (also as {seen[key]!r})")
             seen[key] = name
-            origin = zone_origin(name)
             try:
-                records = [parse_record(text, origin, zone.ttl) for text in zone.records]
-                ZoneData(name, records)
+                ZoneData(name, zone.load(name))
             except ZoneError as e:
                 raise ValueError(f"zones.{name}: {e}") from None
         return self

@@ -1,7 +1,8 @@
 """The firewall role config: NAT, named permit rules, the SMTP proxy and the log group.
 
-Under a firewall node's ``services: firewall:`` in a topology file. ``external`` and
-``internal`` are segment names; the engine maps them to the node's interfaces.
+Under a firewall node's ``services: firewall:`` in a topology file. ``external``,
+``internal`` and the optional ``dmz`` are segment names; the engine maps them to the
+node's interfaces.
 """
 from __future__ import annotations
 
@@ -196,8 +197,12 @@ class Proxy(_Strict):
 
 
 class FirewallConfig(_Strict):
+    """The firewall's sides (segment names: ``external``, ``internal`` and, for a
+    three-legged firewall, ``dmz``), its NAT, permit rules, proxy and log group."""
+
     external: str
     internal: str
+    dmz: str | None = None
     dynamic_nat: bool = True
     static_nat: list[StaticNat] = []
     rules: list[Rule] = []
@@ -213,8 +218,9 @@ class FirewallConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> FirewallConfig:
-        if self.external == self.internal:
-            raise ValueError("external and internal must be different segments")
+        sides = [self.external, self.internal] + ([self.dmz] if self.dmz else [])
+        if len(set(sides)) != len(sides):
+            raise ValueError("external, internal and dmz must be different segments")
         seen: set[str] = set()
         for rule in self.rules:
             if rule.name in seen:

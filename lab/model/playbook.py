@@ -4,16 +4,22 @@ conditions on those facts to a cause from the cause list and a node.
 Plain data. Facts referenced by conditions are checked against what earlier steps can
 produce, cause ids against the menu the caller passes (``load_playbook(path, causes)``,
 so that the model does not depend on the fault catalog) and node names against the playbook's
-topology, so that a broken playbook fails with file, line and field before any lab starts.
+topologies, so that a broken playbook fails with file, line and field before any lab starts.
+
+A playbook may run on several topologies, or on any (``topologies: any``) that has the
+roles it ``needs``: then it names nodes, addresses and domains by their roles,
+``${roles.NAME}`` (lab/model/roles.py), anywhere a ``${fact}`` may stand, and in a step's
+or a conclusion's ``node``. A step that needs a role the lab's topology lacks is skipped.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lab.model.roles import ROLE_FIELDS
 from lab.model.source import Loc, load_checked, raise_found
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
@@ -48,8 +54,21 @@ def _valid_regex(text: str) -> str:
     return text
 
 
-# a fact named in a string: ``${step.fact}`` (run arguments, hook args, ``because``)
+# a fact named in a string: ``${step.fact}`` (run arguments, hook args, ``because``), or a
+# role of the lab's topology: ``${roles.mail_host}``
 REF = re.compile(r"\$\{([a-z][a-z0-9_.-]*)\}")
+ROLE_PREFIX = "roles."
+DEFAULT_TOPOLOGY = "mail-dmz"  # a playbook that names no topology: the reference
+
+
+def role_of(reference: str) -> str | None:
+    """``mail_host`` for ``roles.mail_host``; None for a fact."""
+    return reference[len(ROLE_PREFIX):] if reference.startswith(ROLE_PREFIX) else None
+
+
+def regex_with_placeholders(text: str) -> str:
+    """A fact's regex checked with each ``${...}`` standing for plain text."""
+    return REF.sub("x", text)
 
 
 def references(value: Any) -> list[str]:
@@ -140,11 +159,12 @@ class FactSpec(Strict):
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str) -> str:
-        return _valid_regex(v)
+        _valid_regex(regex_with_placeholders(v))
+        return v
 
     @model_validator(mode="after")
     def _group(self) -> FactSpec:
-        pattern = re.compile(self.regex)
+        pattern = re.compile(regex_with_placeholders(self.regex))
         if isinstance(self.group, int) and self.group > pattern.groups:
             raise ValueError(f"group {self.group} does not exist: the regex has "
                              f"{pattern.groups} group(s)")
@@ -223,11 +243,15 @@ class Step(Strict):
         return self
 
     def references(self, loc: Loc) -> list[tuple[Loc, str]]:
-        """The ``${fact}`` references of the step's action, with their locations."""
+        """The ``${fact}`` references of the step's node, action, args and fact regexes,
+        with their locations."""
         value = getattr(self, self.action)
         data = value.model_dump() if isinstance(value, BaseModel) else value
-        out = [((*loc, self.action), r) for r in references(data)]
+        out = [((*loc, "node"), r) for r in references(self.node)]
+        out += [((*loc, self.action), r) for r in references(data)]
         out += [((*loc, "args"), r) for r in references(self.args)]
+        out += [((*loc, "facts", name), r) for name, spec in self.facts.items()
+                for r in references(spec.regex)]
         return out
 
     @property
@@ -252,16 +276,45 @@ class Conclusion(Strict):
 class Playbook(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=40)
     description: str = ""
-    topology: str = Field("mail-dmz", pattern=NAME_PATTERN)
+    # where it runs: one topology, a list, or "any" (that has the roles it needs);
+    # neither given: the reference topology
+    topology: str | None = Field(None, pattern=NAME_PATTERN)
+    topologies: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | Literal["any"] | None = None
+    needs: list[str] = []  # roles a topology must have for the playbook to run on it
     hooks: list[str] = []
     steps: list[Step] = Field(min_length=1)
     conclusions: list[Conclusion] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _where(self) -> Playbook:
+        if self.topology is not None and self.topologies is not None:
+            raise ValueError("give either topology or topologies, not both")
+        if self.topologies == []:
+            raise ValueError("topologies: a list of topology names, or any")
+        return self
+
+    def topology_names(self) -> list[str] | None:
+        """The topologies the playbook runs on; None: any that has the roles it needs."""
+        if self.topologies == "any":
+            return None
+        if self.topologies:
+            return list(self.topologies)
+        return [self.topology or DEFAULT_TOPOLOGY]
+
+    def runs_on(self, topology: str, roles: Any) -> bool:
+        """Does the playbook run on ``topology``, whose roles are ``roles``?"""
+        names = self.topology_names()
+        if names is not None and topology not in names:
+            return False
+        return all(getattr(roles, role, None) not in (None, ()) for role in self.needs)
 
     def problems(self, nodes: set[str] | None = None,
                  causes: set[str] | frozenset[str] | None = None) -> list[tuple[Loc, str]]:
         """Checks across fields: unique step ids and fact names, conditions reading only
         facts of earlier steps, and (given ``nodes`` / ``causes``) known nodes and causes."""
-        found: list[tuple[Loc, str]] = []
+        found: list[tuple[Loc, str]] = [
+            (("needs", i), f"unknown role '{r}' (see docs/roles.md)")
+            for i, r in enumerate(self.needs) if r not in ROLE_FIELDS]
         known: set[str] = set()
         hook_steps: set[str] = set()
         ids: set[str] = set()
@@ -276,8 +329,7 @@ class Playbook(Strict):
                 if not re.fullmatch(FACT_PATTERN, name):
                     found.append(((*loc, "facts", name), f"fact name {name!r} does not match "
                                   f"{FACT_PATTERN}, so no condition could read it"))
-            if nodes is not None and step.node not in nodes:
-                found.append(((*loc, "node"), _unknown_node(step.node, nodes)))
+            found += _node_problems(step.node, (*loc, "node"), nodes, self.topologies)
             for key in ("when", "skip_when"):
                 cond = getattr(step, key)
                 if cond is not None:
@@ -291,8 +343,7 @@ class Playbook(Strict):
             known |= step.produces()
         for i, c in enumerate(self.conclusions):
             loc = ("conclusions", i)
-            if nodes is not None and c.node not in nodes:
-                found.append(((*loc, "node"), _unknown_node(c.node, nodes)))
+            found += _node_problems(c.node, (*loc, "node"), nodes, self.topologies)
             found += _unknown_facts(c.when.facts((*loc, "when")), known, hook_steps)
             found += _unknown_facts([((*loc, "because"), r) for r in references(c.because)],
                                     known, hook_steps)
@@ -316,10 +367,32 @@ def _unknown_facts(refs: list[tuple[Loc, str]], known: set[str], hook_steps: set
                    ) -> list[tuple[Loc, str]]:
     out = []
     for loc, name in refs:
+        role = role_of(name)
+        if role is not None:
+            if role not in ROLE_FIELDS:
+                out.append((loc, f"unknown role '{role}' (see docs/roles.md)"))
+            continue
         if name in known or name.partition(".")[0] in hook_steps:
             continue
         out.append((loc, f"unknown fact '{name}': no earlier step sets it"))
     return out
+
+
+def _node_problems(node: str, loc: Loc, nodes: set[str] | None, where: Any
+                   ) -> list[tuple[Loc, str]]:
+    """A node written as ``${roles.NAME}`` names a role; a literal one must be a node of
+    the playbook's topologies (``nodes``: those of every one of them)."""
+    refs = references(node)
+    if refs:
+        if node != f"${{{refs[0]}}}" or role_of(refs[0]) is None:
+            return [(loc, "a node is a node name or one role, ${roles.NAME}")]
+        return []  # the role itself is checked with the other references
+    if where == "any":
+        why = "a playbook for any topology names nodes by their roles (${roles.NAME})"
+        return [(loc, f"'{node}': {why}")]
+    if nodes is not None and node not in nodes:
+        return [(loc, _unknown_node(node, nodes))]
+    return []
 
 
 def topology_nodes(topology: str) -> set[str] | None:
@@ -335,15 +408,21 @@ def topology_nodes(topology: str) -> set[str] | None:
 
 
 class _Checked(Playbook):
-    """The playbook with node names checked against its topology (for load_checked)."""
+    """The playbook with node names checked against its topologies (for load_checked):
+    a literal node name must be a node of every one of them."""
 
     def problems(self, nodes: set[str] | None = None) -> list[tuple[Loc, str]]:
-        known = topology_nodes(self.topology)
-        found = super().problems(known)
-        if known is None:
-            found.append((("topology",), f"unknown topology '{self.topology}' (no "
-                                         f"topologies/{self.topology}.yaml)"))
-        return found
+        names = self.topology_names()
+        found: list[tuple[Loc, str]] = []
+        known: set[str] | None = None
+        for i, name in enumerate(names or []):
+            got = topology_nodes(name)
+            if got is None:
+                loc: Loc = ("topologies", i) if self.topologies else ("topology",)
+                found.append((loc, f"unknown topology '{name}' (no topologies/{name}.yaml)"))
+                continue
+            known = got if known is None else known & got
+        return super().problems(known) + found
 
 
 def load_playbook(path: Path, known_causes: set[str] | frozenset[str] | None = None

@@ -44,12 +44,18 @@ class RoleNames(BaseModel):
     sender: str | None = None
     outside_client: str | None = None
     internal_client: str | None = None
+    inbound_relay: str | None = None
+    backup_mx: str | None = None
+    smarthost: str | None = None
+    internal_forwarder: str | None = None
 
 
 # what each named node must run, for the problems() check
 _NEEDS: dict[str, str] = {"mail_server": "smtp", "firewall": "firewall", "public_dns": "dns",
                           "parent_dns": "dns", "root_dns": "dns", "internal_dns": "dns",
-                          "public_resolver": "dns", "sender": "smtp"}
+                          "public_resolver": "dns", "sender": "smtp", "inbound_relay": "smtp",
+                          "backup_mx": "smtp", "smarthost": "smtp",
+                          "internal_forwarder": "dns"}
 
 # how each role is derived, for the hint when one is missing
 DERIVATION: dict[str, str] = {
@@ -64,6 +70,16 @@ DERIVATION: dict[str, str] = {
     "sender": "the one outside node with an smtp service",
     "outside_client": "the first outside node without services",
     "internal_client": "the first inside node without services",
+    "inbound_relay": "the one node behind the firewall (DMZ or LAN), other than the mail "
+                     "server, whose smtp relay_domains hold the mail domain",
+    "inbound_server": "the inbound relay if there is one, else the mail server",
+    "inbound_private": "the inbound server's address on the firewall's LAN or DMZ side",
+    "inbound_public": "the firewall's static NAT for the inbound server's address",
+    "inbound_subnet": "the network of the firewall side (LAN or DMZ) the inbound server is on",
+    "backup_mx": "the one outside node whose smtp relay_domains hold the mail domain",
+    "smarthost": "the node the mail server's smtp relayhost names (by host name or address)",
+    "internal_forwarder": "the one inside node whose dns service has forwarders",
+    "fw_dmz": "the firewall's dmz segment (services: firewall: dmz:)",
 }
 
 
@@ -86,18 +102,39 @@ class Roles:
     fw_private: str | None = None  # ... and on the internal side
     fw_external_subnet: str | None = None
     fw_internal_subnet: str | None = None
+    fw_dmz: str | None = None  # the third side of a three-legged firewall (segment)
+    fw_dmz_if: str | None = None
+    fw_dmz_address: str | None = None  # the firewall's own address on it
+    fw_dmz_subnet: str | None = None
     inside: tuple[str, ...] = ()  # nodes on the internal segment (firewall excluded)
     outside: tuple[str, ...] = ()  # nodes on the external segment (firewall excluded)
+    dmz: tuple[str, ...] = ()  # nodes on the dmz segment (firewall excluded)
     # the organisation's mail
     mail_domain: str | None = None
     mail_server: str | None = None
     mail_host: str | None = None  # the name the public MX record points at
+    mail_server_host: str | None = None  # the mail server's own name (banner, certificate)
     mail_server_if: str | None = None  # its interface on the internal segment
     mail_private: str | None = None
     mail_public: str | None = None  # the static-NAT address of mail_private
     mailboxes: tuple[str, ...] = ()
     mailbox: str | None = None  # for test mail: postmaster if listed (RFC 5321), else the first
     alert_recipient: str | None = None  # where the firewall's alert mails go
+    alert_server: str | None = None  # the mail server name the alert mailer resolves
+    # where mail from the internet enters: an inbound relay, or the mail server itself
+    inbound_relay: str | None = None
+    inbound_relay_address: str | None = None
+    inbound_server: str | None = None
+    inbound_private: str | None = None  # its address behind the firewall
+    inbound_public: str | None = None  # the static-NAT address of inbound_private
+    inbound_subnet: str | None = None  # the segment it sits on (the LAN, or the DMZ)
+    # the ISP's mail servers
+    backup_mx: str | None = None  # an outside MX that queues for the mail domain
+    backup_mx_address: str | None = None
+    backup_mx_host: str | None = None  # its host name
+    smarthost: str | None = None  # the mail server's relayhost
+    smarthost_address: str | None = None
+    smarthost_host: str | None = None  # the host its relayhost names
     # DNS
     public_dns: str | None = None
     public_dns_address: str | None = None
@@ -112,6 +149,9 @@ class Roles:
     public_resolver_address: str | None = None
     public_resolvers: tuple[str, ...] = ()  # every outside recursive resolver
     internal_resolvers: tuple[str, ...] = ()  # inside nodes that recurse for clients
+    internal_forwarder: str | None = None  # an inside DNS server that forwards
+    internal_forwarder_address: str | None = None
+    forwarders: tuple[str, ...] = ()  # the servers it forwards to
     # the other ends of the mail path
     sender: str | None = None  # the outside mail server that sends to mail_domain
     sender_address: str | None = None

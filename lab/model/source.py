@@ -89,11 +89,10 @@ def read_yaml(path: Path) -> tuple[Any, Lines]:
     """The file's data and a map from field path to line number; a FileError (with the
     line) for anything that is not a readable, reasonable YAML file."""
     try:
-        with path.open("rb") as f:
-            raw = f.read(yamlload.MAX_BYTES + 1)
+        raw = yamlload.read_limited(path)
     except OSError as e:
         raise LabError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(raw) > yamlload.MAX_BYTES:
+    if raw is None:
         raise _syntax_error(path, None, f"the file is larger than {yamlload.MAX_BYTES} bytes")
     text = yamlload.decode(raw)
     if isinstance(text, yamlload.Bad):

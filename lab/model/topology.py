@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from lab.errors import LabError
 from lab.model.roles import RoleNames, role_problems
 from lab.model.services import service_problems
-from lab.model.source import FileError, Lines, Loc, lay, read_yaml, sort_problems, validate
+from lab.model.source import FileError, Lines, Loc, lay, read_yaml, row, sort_problems, validate
+from lab.model.zonefiles import read_zone_files
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 # Lab addresses: RFC 5737 documentation ranges (not 192.0.2.0/24: machines here use it
@@ -163,7 +164,7 @@ def _node_problems(
     found += service_problems(base + ("services",), node.services)
     fw = node.services.get("firewall")
     if isinstance(fw, dict):
-        for side in ("external", "internal"):
+        for side in ("external", "internal", "dmz"):
             value = fw.get(side)  # the firewall model reports a value that is not a name
             if isinstance(value, str) and value not in used_segments:
                 found.append((base + ("services", "firewall", side),
@@ -186,6 +187,7 @@ def load_topology(path: Path, variant: str | None = None,
     if isinstance(overrides, dict):
         overrides = Layer(overrides, path, {}, ()) if overrides else None
     data, lines = read_yaml(path)
+    _zone_files(path, data, lines)
     topo = validate(path, Topology, data, lines)
     if variant is None and overrides is None:
         return topo
@@ -202,7 +204,15 @@ def load_topology(path: Path, variant: str | None = None,
                           overrides.path)
         context = ("with the overrides: " if overrides.path == path
                    else f"with the overrides of {overrides.path}: ")
+    _zone_files(path, data, lines, context)
     return validate(path, Topology, data, lines, context)
+
+
+def _zone_files(path: Path, data: Any, lines: Lines, context: str = "") -> None:
+    """Read the zones' master files (``zone_file``) next to the topology file."""
+    found = read_zone_files(data, path.parent)
+    if found:
+        raise FileError(path, sort_problems(row(lines, loc, msg, context) for loc, msg in found))
 
 
 def _variant_changes(data: dict, variant: str) -> dict:

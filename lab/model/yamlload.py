@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -170,6 +171,14 @@ class Bad:
     line: int
     column: int
     message: str
+
+
+def read_limited(path: Path, limit: int = MAX_BYTES) -> bytes | None:
+    """The file's bytes, or None when it is larger than ``limit`` (never more is read);
+    OSError as the file system raises it."""
+    with path.open("rb") as f:
+        raw = f.read(limit + 1)
+    return None if len(raw) > limit else raw
 
 
 def decode(raw: bytes) -> str | Bad:

@@ -19,7 +19,7 @@ from lab.engine import lifecycle
 from lab.engine.attempt import load, params_models
 from lab.engine.state import state_root
 from lab.errors import LabError
-from lab.model.playbook import Playbook
+from lab.model.playbook import DEFAULT_TOPOLOGY, REF, Playbook
 from lab.model.scenario import FaultRef, Scenario
 from lab.model.scenario_check import forced_problems, parse_forced
 from lab.model.topology import load_topology
@@ -27,32 +27,54 @@ from lab.model.topology import load_topology
 TIME_LIMIT = 30  # minutes; a playbook takes seconds
 
 
-def topology_of(playbooks: list[Playbook]) -> str:
-    names = sorted({pb.topology for pb in playbooks})
-    if len(names) != 1:
-        raise LabError(f"--fault needs playbooks of one topology (these are for "
-                       f"{', '.join(names)})", hint="run them separately")
-    return names[0]
+def topology_of(playbooks: list[Playbook], wanted: str | None = None) -> str:
+    """The topology for on-the-fly scenarios: ``wanted`` (--topology), which every playbook
+    must run on, else the first topology they all run on (the reference, for playbooks
+    that run on any)."""
+    common: list[str] | None = None
+    for pb in playbooks:
+        names = pb.topology_names()
+        if names is not None:
+            common = names if common is None else [n for n in common if n in names]
+    if wanted is not None:
+        if common is not None and wanted not in common:
+            raise LabError(f"--topology {wanted}: the playbooks do not all run on it",
+                           hint="they run on: " + (", ".join(common) or "no common topology"))
+        return wanted
+    if common is None:
+        return DEFAULT_TOPOLOGY
+    if not common:
+        raise LabError("--fault needs playbooks that run on one topology in common",
+                       hint="run them separately")
+    return common[0]
 
 
-def scenario_data(ref: FaultRef, topology: str, playbooks: list[str]) -> dict:
-    from lab.faults import CATALOG
-
+def scenario_data(ref: FaultRef, topology: str, playbooks: list[str], ticket: str) -> dict:
     return {"name": f"fault-{ref.fault}"[:40], "title": f"one fault: {ref.fault}",
             "topology": topology, "faults": [{"fault": ref.fault, "params": ref.params}],
-            "ticket": CATALOG[ref.fault].symptom or f"something is wrong ({ref.fault})",
-            "time_limit": TIME_LIMIT, "expect_playbooks": playbooks}
+            "ticket": ticket, "time_limit": TIME_LIMIT, "expect_playbooks": playbooks}
+
+
+def ticket_for(fault: str, topo) -> str:
+    """The fault's symptom as a ticket, with the topology's names (the params it will be
+    drawn with are not known yet: they stay as <name>)."""
+    from lab.faults import CATALOG
+    from lab.model.roles import derive_roles, skeleton
+
+    roles = derive_roles(topo)
+    symptom = CATALOG[fault].symptom or f"something is wrong ({fault})"
+    return skeleton(REF.sub(lambda m: roles.vars().get(m.group(1), m.group(0)), symptom))
 
 
 @contextmanager
-def fault_scenarios(specs: list[str], playbooks: list[Playbook]
+def fault_scenarios(specs: list[str], playbooks: list[Playbook], wanted: str | None = None
                     ) -> Iterator[list[tuple[Path, Scenario]]]:
     """The scenarios for ``--fault`` options (checked before anything is built), while the
     ``with`` block runs."""
     if not specs:
         yield []
         return
-    topology = topology_of(playbooks)
+    topology = topology_of(playbooks, wanted)
     refs = [parse_forced(spec) for spec in specs]
     topo = load_topology(lifecycle.resolve_topology(topology))
     problems = forced_problems(refs, params_models(), topo)
@@ -65,7 +87,8 @@ def fault_scenarios(specs: list[str], playbooks: list[Playbook]
     try:
         out = []
         for i, ref in enumerate(refs):
-            data = scenario_data(ref, topology, [pb.name for pb in playbooks])
+            data = scenario_data(ref, topology, [pb.name for pb in playbooks],
+                                 ticket_for(ref.fault, topo))
             path = directory / f"{i}-{data['name']}.yaml"
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             out.append(load(str(path)))

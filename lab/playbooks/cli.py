@@ -19,6 +19,7 @@ def add_parsers(sub, add_lab) -> None:
                    help="a scenario name or path (repeatable)")
     r.add_argument("--all", action="store_true", help="every scenario in scenarios/")
     _add_fault(r)
+    _add_topology(r)
     r.add_argument("--seed", action="append", type=int, default=[], metavar="N",
                    help="draw faults with this seed (repeatable; default 0)")
     r.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -32,6 +33,7 @@ def add_parsers(sub, add_lab) -> None:
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--scenario", metavar="NAME")
     _add_fault(which)
+    _add_topology(e)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--results", metavar="DIR")
     _add_prefix(e)
@@ -42,6 +44,12 @@ def add_parsers(sub, add_lab) -> None:
 def _add_fault(p) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="a scenario made on the fly with this one fault (repeatable)")
+
+
+def _add_topology(p) -> None:
+    p.add_argument("--topology", metavar="NAME", default=None,
+                   help="the topology of --fault's scenarios (default: the first the "
+                        "playbooks run on)")
 
 
 def _add_prefix(p: argparse.ArgumentParser) -> None:
@@ -90,10 +98,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenarios = _scenarios(args, {pb.name for pb in playbooks})
     from lab.playbooks import adhoc  # the models: loaded only where they are needed
 
-    with adhoc.fault_scenarios(args.fault, playbooks) as made:
+    with adhoc.fault_scenarios(args.fault, playbooks, args.topology) as made:
         for path, sc in made:
             print(adhoc.describe(path, sc), file=sys.stderr, flush=True)
-        jobs = plan(playbooks, scenarios + made, args.seed or [0])
+        skipped: list[tuple[str, str]] = []
+        jobs = plan(playbooks, scenarios + made, args.seed or [0], skipped)
+        if skipped:
+            print(f"{len(skipped)} pairs left out: the playbook does not run on the scenario's "
+                  "topology (its topologies and needs)", file=sys.stderr, flush=True)
+        if not jobs:
+            raise LabError("no playbook runs on these scenarios' topologies",
+                           hint="see the playbooks' topologies: and needs:")
         return _run_jobs(args, jobs)
 
 
@@ -143,7 +158,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     results = Path(args.results) if args.results else None
     from lab.playbooks import adhoc
 
-    with adhoc.fault_scenarios(args.fault, [playbook]) as made:
+    with adhoc.fault_scenarios(args.fault, [playbook], args.topology) as made:
         path, scenario = made[0] if made else load(args.scenario)
         if made:
             print(adhoc.describe(path, scenario), file=sys.stderr, flush=True)

@@ -17,19 +17,21 @@ class MissingFact(LookupError):
     """A ``${fact}`` reference to a fact that no step set."""
 
 
-def interpolate(value: Any, facts: Facts) -> Any:
+def interpolate(value: Any, facts: Facts, escape: bool = False) -> Any:
     """``value`` with every ``${fact}`` in its strings replaced by the fact's value (lists
-    and mappings are walked); MissingFact for a fact that is not there."""
+    and mappings are walked; ``escape``: as a literal inside a regular expression);
+    MissingFact for a fact that is not there."""
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             if m.group(1) not in facts:
                 raise MissingFact(m.group(1))
-            return str(facts[m.group(1)])
+            text = str(facts[m.group(1)])
+            return re.escape(text) if escape else text
         return REF.sub(sub, value)
     if isinstance(value, list):
-        return [interpolate(v, facts) for v in value]
+        return [interpolate(v, facts, escape) for v in value]
     if isinstance(value, dict):
-        return {k: interpolate(v, facts) for k, v in value.items()}
+        return {k: interpolate(v, facts, escape) for k, v in value.items()}
     return value
 
 
@@ -102,9 +104,10 @@ def describe(cond: Condition) -> str:
 
 
 def conclude(conclusions: list[Conclusion], facts: Facts) -> tuple[int, Conclusion] | None:
-    """The first conclusion whose condition holds (its index and itself), or None."""
+    """The first conclusion whose condition holds and whose node is known (a role the
+    topology lacks names none), with its index, or None."""
     for i, c in enumerate(conclusions):
-        if holds(c.when, facts):
+        if all(r in facts for r in REF.findall(c.node)) and holds(c.when, facts):
             return i, c
     return None
 

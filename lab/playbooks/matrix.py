@@ -163,6 +163,24 @@ class Matrix:
 
 
 def plan(playbooks: list[Playbook], scenarios: list[tuple[Path, Scenario]],
-         seeds: list[int]) -> list[Job]:
-    return [Job(pb, path, sc, seed) for pb in playbooks for path, sc in scenarios
-            for seed in seeds]
+         seeds: list[int], skipped: list[tuple[str, str]] | None = None) -> list[Job]:
+    """Every (playbook, scenario, seed) whose playbook runs on the scenario's topology;
+    the pairs left out go to ``skipped`` as (playbook, scenario)."""
+    jobs = []
+    for path, sc in scenarios:
+        roles = scenario_roles(sc)
+        for pb in playbooks:
+            if pb.runs_on(sc.topology, roles):
+                jobs += [Job(pb, path, sc, seed) for seed in seeds]
+            elif skipped is not None:
+                skipped.append((pb.name, sc.name))
+    return jobs
+
+
+def scenario_roles(scenario: Scenario):
+    """The roles of the topology a scenario builds (its variant and overrides laid over)."""
+    from lab.model.roles import derive_roles
+
+    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
+                                   scenario.variant, scenario.overrides or None)
+    return derive_roles(topo)

@@ -15,7 +15,7 @@ commands): ``python -m lab.playbooks.probe KIND JSON-ARGS``. Each prints one JSO
                                           "no such neighbour" from "neighbour ignores IP")
 
 Uses only sockets and dnslib, so the answers are what the node's own network and
-resolver give (DESIGN.md rule 3).
+resolver give (docs/design.md, rule 3).
 """
 from __future__ import annotations
 

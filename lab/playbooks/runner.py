@@ -12,7 +12,7 @@ from typing import Any
 
 from lab.engine import control, nodeexec
 from lab.errors import LabError
-from lab.model.playbook import UNTIL_EVERY, UNTIL_WITHIN, Playbook, Step
+from lab.model.playbook import ROLE_PREFIX, UNTIL_EVERY, UNTIL_WITHIN, Playbook, Step
 from lab.playbooks import conditions
 from lab.playbooks.hooks import HookContext, get_hook, load_hook_modules, parse_probe, probe_argv
 
@@ -51,10 +51,25 @@ class PlaybookResult:
         return asdict(self)
 
 
+def lab_roles(lab: str) -> dict[str, str]:
+    """The roles of the lab's topology as it was built (variant and overrides included),
+    as ``roles.NAME`` -> text: what ``${roles.NAME}`` in a playbook stands for."""
+    from lab.engine.state import lab_dir
+    from lab.model.roles import derive_roles
+    from lab.model.topology import load_topology
+
+    return derive_roles(load_topology(lab_dir(lab) / "topology.yaml")).vars()
+
+
 def _skip_reason(step: Step, facts: conditions.Facts) -> str:
-    missing = [name for _, name in step.references(()) if name not in facts]
+    """Why the step does not run ("" if it does): a reference of its node, action or args
+    that is missing (a fact regex's only leaves that fact unset), or its conditions."""
+    missing = [name for loc, name in step.references(()) if name not in facts
+               and loc[:1] != ("facts",)]
     if missing:
-        return f"fact {missing[0]} is missing (needed by the step)"
+        what = "role" if missing[0].startswith(ROLE_PREFIX) else "fact"
+        return (f"{what} {missing[0].removeprefix(ROLE_PREFIX)} is missing (needed by the "
+                "step)")
     if step.when is not None and not conditions.holds(step.when, facts):
         return f"when {conditions.describe(step.when)} does not hold"
     if step.skip_when is not None and conditions.holds(step.skip_when, facts):
@@ -75,14 +90,15 @@ def probe_args(step: Step) -> dict[str, Any]:
 
 
 def run_step(lab: str, step: Step, facts: conditions.Facts | None = None) -> StepResult:
-    """Run one step in its node (``${fact}`` references filled in from ``facts``); its rc,
-    output and facts."""
+    """Run one step in its node (``${fact}`` and ``${roles.NAME}`` references filled in
+    from ``facts``); its rc, output and facts."""
     facts = facts or {}
-    res = StepResult(step.id, step.node, step.action)
+    node = conditions.interpolate(step.node, facts)
+    res = StepResult(step.id, node, step.action)
     started = time.monotonic()
     if step.action == "hook":
         assert step.hook is not None
-        ctx = HookContext(lab, step.node, step.timeout)
+        ctx = HookContext(lab, node, step.timeout)
         out = get_hook(step.hook)(ctx, **conditions.interpolate(step.args, facts))
         res.commands, res.rc, res.stdout = ctx.commands, out.rc, out.output
         res.facts = _flatten(step.id, out.facts)
@@ -91,19 +107,23 @@ def run_step(lab: str, step: Step, facts: conditions.Facts | None = None) -> Ste
         assert step.run is not None
         argv = conditions.interpolate(list(step.run), facts)
         res.commands = [argv]
-        p = nodeexec.run(lab, step.node, argv, step.timeout, step.stdin)
+        p = nodeexec.run(lab, node, argv, step.timeout, step.stdin)
         res.rc, res.stdout, res.stderr = p.returncode, p.stdout, p.stderr
         res.facts[f"{step.id}.output"] = res.stdout[:OUTPUT_FACT_CHARS]
     else:
         argv = probe_argv(step.action, conditions.interpolate(probe_args(step), facts))
         res.commands = [argv]
-        p = nodeexec.run(lab, step.node, argv, step.timeout + PROBE_SLACK)
+        p = nodeexec.run(lab, node, argv, step.timeout + PROBE_SLACK)
         res.rc, res.stdout, res.stderr = p.returncode, p.stdout, p.stderr
         res.facts = _flatten(step.id, parse_probe(p.stdout, p.returncode, p.stderr))
     res.facts[f"{step.id}.rc"] = res.rc
     for name, spec in step.facts.items():
         text = res.stderr if spec.from_ == "stderr" else res.stdout
-        value = conditions.extract(spec.regex, spec.group, text)
+        try:
+            regex = conditions.interpolate(spec.regex, facts, escape=True)
+        except conditions.MissingFact:
+            continue  # the fact is about a role (or fact) this lab does not have
+        value = conditions.extract(regex, spec.group, text)
         if value is not None:
             res.facts[name] = value
     res.seconds = round(time.monotonic() - started, 3)
@@ -135,25 +155,32 @@ def run_until(lab: str, step: Step, facts: conditions.Facts,
 
 
 def investigate(lab: str, playbook: Playbook,
-                on_step: Callable[[StepResult], None] | None = None) -> PlaybookResult:
-    """Run the steps (skipping those whose conditions say so) and pick the conclusion."""
+                on_step: Callable[[StepResult], None] | None = None,
+                roles: dict[str, str] | None = None) -> PlaybookResult:
+    """Run the steps (skipping those whose conditions say so, or that need a role the
+    lab's topology lacks) and pick the conclusion. ``roles``: the lab's, as
+    ``roles.NAME`` -> text (default: read from the lab)."""
     load_hook_modules(playbook.hooks)
     started = time.monotonic()
     result = PlaybookResult(playbook.name, lab)
+    roles = lab_roles(lab) if roles is None else roles
     for step in playbook.steps:
-        reason = _skip_reason(step, result.facts)
+        scope = {**roles, **result.facts}
+        reason = _skip_reason(step, scope)
         run = run_until if step.until is not None else run_step
-        res = StepResult(step.id, step.node, step.action, skipped=reason) if reason \
-            else run(lab, step, result.facts)
+        res = StepResult(step.id, conditions.expand(step.node, scope), step.action,
+                         skipped=reason) if reason else run(lab, step, scope)
         result.facts.update(res.facts)
         result.steps.append(res)
         if on_step is not None:
             on_step(res)
-    found = conditions.conclude(list(playbook.conclusions), result.facts)
+    scope = {**roles, **result.facts}
+    found = conditions.conclude(list(playbook.conclusions), scope)
     if found is not None:
         index, c = found
-        result.conclusion = {"index": index, "cause": c.cause, "node": c.node,
-                             "because": conditions.expand(c.because, result.facts)}
+        result.conclusion = {"index": index, "cause": c.cause,
+                             "node": conditions.interpolate(c.node, scope),
+                             "because": conditions.expand(c.because, scope)}
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -1,5 +1,6 @@
-"""Delivery agents of the MTA: ``local`` (append to a mailbox) and ``smtp`` (MX lookup,
-then SMTP to each address in turn, with STARTTLS as the destination's TLS level says).
+"""Delivery agents of the MTA: ``local`` (append to a mailbox) and ``smtp`` (the next hop
+of a transport entry or the relayhost, else an MX lookup; then SMTP to each address in
+turn, with STARTTLS as the destination's TLS level says).
 
 Each returns an ``Outcome`` per recipient; the queue manager (:mod:`lab.protocols.mtaqueue`)
 logs it and decides what happens to the message.
@@ -7,13 +8,14 @@ logs it and decides what happens to the message.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab.protocols.mbox import MailboxBusy, append_locked, mailbox_owner, mbox_entry
-from lab.protocols.mxlookup import DnsError, lookup_mx
+from lab.protocols.mxlookup import DnsError, MxHost, lookup_a, lookup_mx
 from lab.protocols.smtpclient import Reply, SmtpError, TlsPolicy, send_message
 
 if TYPE_CHECKING:
@@ -70,9 +72,38 @@ async def deliver_local(mta: MtaService, entry: QueueEntry, message: bytes,
                    transfer=loop.time() - started)
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def mail_hosts(mta: MtaService, domain: str) -> tuple[list[MxHost], int]:
+    """Where mail for ``domain`` goes and on which port, as Postfix's smtp client finds it:
+    the next hop of its transport entry or of the relayhost (``[host]``: that host's
+    address, no MX lookup), else the domain's MX hosts. In an MX list that names this
+    server itself, only the hosts it prefers to itself are kept (a backup MX hands mail
+    to the primary, never to itself or to another backup); DnsError if none is found."""
+    hop = mta.config.next_hop(domain)
+    port = hop.port if hop is not None and hop.port != 25 else mta.remote_port
+    kw = {"port": mta.dns_port, "timeout": mta.dns_timeout}
+    if hop is not None and not hop.mx:
+        addrs = [hop.host] if _is_address(hop.host) else await lookup_a(mta.node, hop.host, **kw)
+        return [MxHost(0, hop.host, addrs)], port
+    name = hop.host if hop is not None else domain
+    mxs = await lookup_mx(mta.node, name, **kw)
+    own = [mx.preference for mx in mxs if set(mx.addresses) & set(mta.node.addresses)]
+    if own:
+        mxs = [mx for mx in mxs if mx.preference < min(own)]
+    return mxs, port
+
+
 async def deliver_remote(mta: MtaService, entry: QueueEntry, message: bytes, domain: str,
                          rcpts: list[str]) -> dict[str, Outcome]:
-    """One attempt for ``rcpts`` of ``domain``: each MX address in turn until one answers."""
+    """One attempt for ``rcpts`` of ``domain``: each mail host's address in turn until one
+    answers."""
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -82,13 +113,15 @@ async def deliver_remote(mta: MtaService, entry: QueueEntry, message: bytes, dom
         return {r: o for r in rcpts}
 
     try:
-        mxs = await lookup_mx(mta.node, domain, port=mta.dns_port, timeout=mta.dns_timeout)
+        mxs, port = await mail_hosts(mta, domain)
     except DnsError as e:
         if e.temporary:
             return every(Outcome("deferred", "none", "4.4.3", e.reason))
         return every(Outcome("bounced", "none", "5.4.4", e.reason))
+    if not mxs:
+        return every(Outcome("bounced", "none", "5.4.6",
+                             f"mail for {domain} loops back to myself"))
     last = Outcome("deferred", "none", "4.4.1", f"delivery to {domain} failed")
-    port = mta.remote_port
     for mx in mxs:
         for addr in mx.addresses:
             relay = f"{mx.name}[{addr}]:{port}"
@@ -102,7 +135,7 @@ async def deliver_remote(mta: MtaService, entry: QueueEntry, message: bytes, dom
                 result = await send_message(
                     mta.node.socket(family, socket.SOCK_STREAM), (addr, port),
                     entry.sender, rcpts, message, helo_name=mta.config.hostname,
-                    connect_timeout=mta.connect_timeout, tls=tls, peer=f"{mx.name}[{addr}]",
+                    connect_timeout=mta.smtp_connect_timeout, tls=tls, peer=f"{mx.name}[{addr}]",
                 )
             except SmtpError as e:
                 failed = _failure(e, mx.name, addr, port, relay)

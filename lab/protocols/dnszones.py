@@ -14,11 +14,13 @@ from pathlib import Path
 from dnslib import DNSLabel
 
 from lab.errors import LabError
+from lab.protocols.masterfile import collect_includes, included_paths, safe_include
 from lab.protocols.node import NodeContext
 from lab.protocols.zonedata import ZoneData, load_zone
 from lab.protocols.zonefile import ZoneError, zone_file_name
 
 NAMED_LOG = "/var/log/named.log"
+ZONE_DIR = "/etc/bind"
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -42,13 +44,28 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
 
 @dataclass
 class ZoneSlot:
-    """One zone: its file (in the node and on the host), the data serving, the file's stamp."""
+    """One zone: its file (in the node and on the host), the data serving, the stamps of
+    its file and of the files it includes."""
 
     name: str
     node_path: str
     path: Path
     data: ZoneData
-    stamp: tuple[int, int] | None
+    stamp: tuple | None
+
+    _includes: tuple[tuple[int, int] | None, list[str]] = (None, [])
+
+    def current_stamp(self) -> tuple:
+        """The stamps of the master file and of every file it includes now (the list of
+        includes is read again only when the master file changed: this runs per query)."""
+        main = file_stamp(self.path)
+        if main is None or self._includes[0] != main:
+            try:
+                found = [p for p in included_paths(self.path.read_text()) if safe_include(p)]
+            except (OSError, UnicodeDecodeError):
+                found = []
+            self._includes = (main, found)
+        return (main, *(file_stamp(self.path.parent / p) for p in self._includes[1]))
 
     @property
     def log_name(self) -> str:
@@ -72,34 +89,41 @@ class ZoneSet:
         except OSError:
             pass  # a log we cannot write must not take DNS down
 
-    def install(self, name: str, text: str) -> None:
-        """Write the zone file the first time; a restart loads the file as it is now
-        (with a trainee's edits or a fault's changes), like a real name server."""
-        node_path = f"/etc/bind/{zone_file_name(name)}"
+    def install(self, name: str, text: str, includes: dict[str, str] | None = None) -> None:
+        """Write the zone file (and the files it includes, beside it) the first time; a
+        restart loads the files as they are now (with a trainee's edits or a fault's
+        changes), like a real name server."""
+        node_path = f"{ZONE_DIR}/{zone_file_name(name)}"
         path = self.node.path(node_path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        for rel, body in (includes or {}).items():
+            target = path.parent / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(body)
         if path.exists():
             text = path.read_text()
         else:
             path.write_text(text)
         try:
-            data = load_zone(name, text)
+            data = self._load(name, path, text)
         except ZoneError as e:
             raise LabError(f"dns on {self.node.name}: zone {name}: {e}") from None
-        slot = ZoneSlot(name, node_path, path, data, file_stamp(path))
+        slot = ZoneSlot(name, node_path, path, data, None)
+        slot.stamp = slot.current_stamp()
         self.slots[name] = slot
         self.log(f"zone {slot.log_name}: loaded serial {data.serial}")
 
     def reload(self) -> None:
         """Re-read every zone file whose mtime or size changed; keep old data if it is bad."""
         for slot in self.slots.values():
-            stamp = file_stamp(slot.path)
+            stamp = slot.current_stamp()
             if stamp == slot.stamp:
                 continue
             slot.stamp = stamp
             try:
                 text = slot.path.read_text()
-                data = load_zone(slot.name, text, filename=slot.path.name)
+                data = self._load(slot.name, slot.path, text, slot.path.name)
             except OSError as e:
                 reason = f"{e.strerror or e}"
             except UnicodeDecodeError:
@@ -114,6 +138,13 @@ class ZoneSet:
                 continue
             self.log(f"zone {slot.log_name}: loading from master file {slot.node_path} "
                      f"failed: {reason}")
+
+    @staticmethod
+    def _load(name: str, path: Path, text: str, filename: str = "") -> ZoneData:
+        """The zone from its master file, with the files it includes read beside it."""
+        includes = collect_includes(text, lambda rel: (path.parent / rel).read_text(),
+                                    filename)
+        return load_zone(name, text, filename=filename, includes=includes)
 
     def zone_for(self, qname: DNSLabel, parent_side: bool = False) -> ZoneData | None:
         """The deepest zone that contains ``qname``, or None. With ``parent_side`` (a DS

@@ -32,7 +32,7 @@ from lab.protocols.node import NodeContext
 log = logging.getLogger(__name__)
 
 CONN_LOG = "/var/log/netguard/conn.log"
-ERROR_LOG = "/var/log/netguard/error.log"  # what went wrong, for the admin (METHOD.md step 7)
+ERROR_LOG = "/var/log/netguard/error.log"  # what went wrong, for the admin (docs/method.md, inbound step 7)
 
 NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
@@ -226,24 +226,24 @@ class StaticEntry:
 
 @dataclass(frozen=True)
 class SourceNat:
-    """How connections from inside leave: the dynamic-NAT (masquerade) networks and the
-    address they take, i.e. the firewall's external address."""
+    """How connections from inside leave: the networks behind the firewall (its LAN, and
+    a DMZ) and, with dynamic NAT, the address they take, the firewall's external one.
+    Between two networks behind the firewall (the DMZ to the LAN) nothing is translated."""
 
     networks: tuple[ipaddress.IPv4Network, ...] = ()
-    address: str = ""
+    address: str = ""  # "": no dynamic NAT
 
     def address_for(self, src: str, dst: str, static_nat: list[StaticEntry]) -> str | None:
-        for entry in static_nat:
-            if entry.private == src:
-                return entry.public
-        if not self.address:
-            return None
         try:
             s, d = ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst)
         except ValueError:
             return None
-        inside = any(s in n for n in self.networks)
-        if inside and not any(d in n for n in self.networks):
+        if any(d in n for n in self.networks):
+            return None  # stays behind the firewall
+        for entry in static_nat:
+            if entry.private == src:
+                return entry.public
+        if self.address and any(s in n for n in self.networks):
             return self.address
         return None
 

@@ -33,7 +33,7 @@ class FirewallAddresses:
 
     ``external[0]`` is the firewall's own external address (where an ``inbound-to``
     proxy listens); static-NAT alias addresses need not be listed. ``internal`` gives the
-    internal networks that dynamic NAT masquerades.
+    networks behind the firewall (the LAN, and a DMZ) that dynamic NAT masquerades.
     """
 
     external: list[str] = field(default_factory=list)
@@ -102,9 +102,12 @@ def render_ruleset(
     external_if: str,
     internal_if: str,
     fw_addresses: FirewallAddresses,
+    dmz_if: str | None = None,
 ) -> str:
-    """The complete ruleset text for ``nft -f``."""
-    for ifname in (external_if, internal_if):
+    """The complete ruleset text for ``nft -f``. With ``dmz_if`` (a three-legged
+    firewall) the firewall's own traffic into the DMZ is filtered like its traffic into
+    the LAN; forwarding between any two sides passes only by a permit rule."""
+    for ifname in (external_if, internal_if, *([dmz_if] if dmz_if is not None else [])):
         if not ifname or len(ifname) > 15 or any(c in ifname for c in ' "\\\n\t'):
             raise ValueError(f"bad interface name {ifname!r}")
     group = config.log_group
@@ -191,11 +194,8 @@ def render_ruleset(
     ]
     if proxy.mode != "none" or proxy.outbound:
         out.append(f"\t\tmeta mark 0x{PROXY_MARK:08x} accept")
-    out += [f"\t\toifname {inn} {line}" for line in chains["output"]]
-    out += [
-        f"\t\toifname {inn} {deny}",
-        f"\t\toifname {inn} meta nfproto ipv4 drop",
-        "\t}",
-        "}",
-    ]
+    for side in [inn] + ([_q(dmz_if)] if dmz_if is not None else []):
+        out += [f"\t\toifname {side} {line}" for line in chains["output"]]
+        out += [f"\t\toifname {side} {deny}", f"\t\toifname {side} meta nfproto ipv4 drop"]
+    out += ["\t}", "}"]
     return "\n".join(out) + "\n"

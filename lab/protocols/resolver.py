@@ -67,6 +67,15 @@ def _failure(e: BaseException) -> str:
     if isinstance(e, TimeoutError):
         return "timed out"
     return _FAILURES.get(getattr(e, "errno", None), "unexpected error")
+def answered(answers: list[RR], qname: DNSLabel, qtype: int) -> Step | None:
+    """The step an answer section gives for ``qname``: its records of ``qtype``, else its
+    CNAME to follow; None when it has neither."""
+    direct = [rr for rr in answers
+              if rr.rname == qname and (rr.rtype == qtype or qtype == QTYPE.ANY)]
+    if direct:
+        return Step("answer", direct)
+    cname = [rr for rr in answers if rr.rname == qname and rr.rtype == QTYPE.CNAME]
+    return Step("cname", cname[:1]) if cname else None
 
 
 def address_family(address: str) -> int:
@@ -274,19 +283,11 @@ class Resolver:
                             if rr.rtype in (QTYPE.A, QTYPE.AAAA) and rr.rname in targets
                             and _in_bailiwick(rr.rname, zone)
                             and self.cache.get(rr.rname, rr.rtype) is None])
-            direct = [rr for rr in answers
-                      if rr.rname == qname and (rr.rtype == qtype or qtype == QTYPE.ANY)]
-            if direct:
-                return Step("answer", direct)
-            cname = [rr for rr in answers if rr.rname == qname and rr.rtype == QTYPE.CNAME]
-            if cname:
-                return Step("cname", cname[:1])
-            if header.rcode == NXDOMAIN:
-                self.cache.put_negative(qname, None, soa, NXDOMAIN)
-                return Step("negative", rcode=NXDOMAIN, soa=soa)
-            if not response.rr:
-                self.cache.put_negative(qname, qtype, soa, NOERROR)
-                return Step("negative", rcode=NOERROR, soa=soa)
+            found = answered(answers, qname, qtype)
+            if found is not None:
+                return found
+            if header.rcode == NXDOMAIN or not response.rr:
+                return self.negative(qname, qtype, soa, header.rcode)
             return Step("lame")
         if header.rcode == NOERROR and not response.rr:
             ns = [rr for rr in response.auth if rr.rtype == QTYPE.NS]
@@ -305,9 +306,19 @@ class Resolver:
                     return Step("referral", zone=child, servers=servers)
         return Step("lame")
 
-    async def query(self, address: str, qname: DNSLabel, qtype: int) -> DNSRecord | None:
-        """One non-recursive query to one server (UDP, then TCP if truncated); None if none."""
-        request = DNSRecord(DNSHeader(id=random.randrange(65536), rd=0),
+    def negative(self, qname: DNSLabel, qtype: int, soa: RR | None, rcode: int) -> Step:
+        """A negative answer, cached (NXDOMAIN for every type, NODATA for ``qtype``)."""
+        if rcode == NXDOMAIN:
+            self.cache.put_negative(qname, None, soa, NXDOMAIN)
+            return Step("negative", rcode=NXDOMAIN, soa=soa)
+        self.cache.put_negative(qname, qtype, soa, NOERROR)
+        return Step("negative", rcode=NOERROR, soa=soa)
+
+    async def query(self, address: str, qname: DNSLabel, qtype: int,
+                    recurse: bool = False) -> DNSRecord | None:
+        """One query to one server, non-recursive unless ``recurse`` (a forwarder's); UDP,
+        then TCP if truncated; None if no answer came."""
+        request = DNSRecord(DNSHeader(id=random.randrange(65536), rd=int(recurse)),
                             q=DNSQuestion(qname, qtype))
         request.add_ar(EDNS0(udp_len=EDNS_SIZE))
         packet = request.pack()

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RR, DNSLabel
 
-from lab.protocols.zonefile import ZoneError, parse_records, zone_origin
+from lab.protocols.masterfile import load_records
+from lab.protocols.zonefile import ZoneError, zone_origin
 
 NXDOMAIN = 3
 _WILD = b"*"
@@ -181,17 +182,14 @@ class ZoneData:
             name = target
 
 
-def load_zone(name: str, text: str, default_ttl: int = 0, filename: str = "") -> ZoneData:
-    """Parse a whole master file for zone ``name``; ZoneError with the reason if it is bad.
+def load_zone(name: str, text: str, default_ttl: int = 0, filename: str = "",
+              includes: dict[str, str] | None = None) -> ZoneData:
+    """Parse a whole master file for zone ``name`` (and the files it ``$INCLUDE``s, path
+    as written -> text); ZoneError with the reason if it is bad.
 
     With ``filename``, a record error reads like BIND's: ``db.example.net:7: record ...``.
     """
-    try:
-        records = parse_records(text, zone_origin(name), default_ttl)
-    except ZoneError as e:
-        if filename and e.line:
-            raise ZoneError(f"{filename}:{e.line}: {e}") from None
-        raise
+    records = load_records(name, text, includes, default_ttl, filename)
     if not records:
         raise ZoneError(f"zone {zone_origin(name)}: no records")
     return ZoneData(name, records)

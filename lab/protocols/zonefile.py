@@ -10,9 +10,10 @@ A loaded zone and its lookups live in :mod:`lab.protocols.zonedata`.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel, ZoneParser
-from dnslib.dns import RDMAP, DNSError, parse_time
+from dnslib.dns import RDMAP, DNSError
 
 MAX_TTL = 2**31 - 1
 
@@ -121,15 +122,26 @@ class _StrictParser(ZoneParser):
         return record
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TTL = re.compile(r"^(?:\d+|(?:\d+[smhdw])+)$", re.IGNORECASE)
+
+
+def ttl_seconds(token: str) -> int | None:
+    """A TTL as BIND reads it (``3600``, ``1h``, ``1h30m``, ``2w``) in seconds; None if the
+    token is not one."""
+    if not _TTL.match(token or ""):
+        return None
+    if token.isdigit():
+        return int(token)
+    return sum(int(n) * _UNITS[u.lower()] for n, u in re.findall(r"(\d+)([smhdwSMHDW])", token))
+
+
 def _is_ttl(token: str) -> bool:
-    if not token:
-        return False
-    body = token[:-1] if token[-1].lower() in "smhdw" else token
-    return body.isdigit()
+    return ttl_seconds(token) is not None
 
 
 def _ttl_value(token: str, text: str) -> int:
-    value = parse_time(token)
+    value = ttl_seconds(token) or 0
     if value > MAX_TTL:
         raise ZoneError(f"record {text!r}: TTL {token} out of range (max {MAX_TTL})")
     return value
@@ -155,7 +167,7 @@ def _check_rdata(rtype: str, tokens: list[str], text: str) -> None:
     for i, limit in _NUMERIC.get(rtype, ()):
         if not _is_ttl(tokens[i]) or (rtype != "SOA" and not tokens[i].isdigit()):
             raise ZoneError(f"record {text!r}: {tokens[i]!r} is not a number")
-        if parse_time(tokens[i]) > limit:
+        if (ttl_seconds(tokens[i]) or 0) > limit:
             raise ZoneError(f"record {text!r}: {tokens[i]!r} out of range (max {limit})")
     if rtype == "DS":
         digest = "".join(tokens[3:])

@@ -14,7 +14,8 @@ way BIND 9.18 answers them:
   to the clients a zone allows (:mod:`lab.protocols.dnsxfr`);
 * in mode ``recursive``/``split``, a real iterative resolver from ``root_hints``
   (:mod:`lab.protocols.resolver`) with a cache (:mod:`lab.protocols.dnscache`) whose
-  TTLs count down, for clients in ``recursion_from``.
+  TTLs count down, for clients in ``recursion_from``; with ``forwarders``, one that
+  forwards (:mod:`lab.protocols.forwarder`, BIND's ``forward only`` / ``first``).
 
 TCP connections are limited per client (:mod:`lab.protocols.dnstcp`). Zone files are
 served from the node and re-read when they change (:mod:`lab.protocols.dnszones`). The
@@ -44,6 +45,7 @@ from lab.protocols.dnscache import (
 from lab.protocols.dnstcp import MAX_TCP_CLIENTS, MAX_TCP_PER_CLIENT, TCP_IDLE, TcpClients
 from lab.protocols.dnswire import EDNS_SIZE
 from lab.protocols.dnszones import ZoneSet, ZoneSlot
+from lab.protocols.forwarder import Forwarder
 from lab.protocols.resolver import (
     RESOLVE_TIMEOUT,
     ROOT,
@@ -52,7 +54,6 @@ from lab.protocols.resolver import (
     Resolver,
     address_family,
 )
-from lab.protocols.zonefile import render_zone
 from lab.services.base import NodeContext, Service
 
 __all__ = [
@@ -99,9 +100,13 @@ class DnsService(Service):
         self.cache = DnsCache(clock=node.clock.monotonic)
         self.zone_set = ZoneSet(node)
         self.resolver: Resolver | None = None
-        if config.mode in ("recursive", "split"):
-            self.resolver = Resolver([(h.name, str(h.address)) for h in config.root_hints],
-                                     node.socket, upstream_port, self.cache,
+        hints = [(h.name, str(h.address)) for h in config.root_hints]
+        if config.mode in ("recursive", "split") and config.forwarders:
+            self.resolver = Forwarder([str(a) for a in config.forwarders], hints, node.socket,
+                                      upstream_port, self.cache, only=config.forward == "only",
+                                      log=self.zone_set.log)
+        elif config.mode in ("recursive", "split"):
+            self.resolver = Resolver(hints, node.socket, upstream_port, self.cache,
                                      log=self.zone_set.log)
         self.answerer = Answerer(config, self.zone_set, self.resolver)
         self._transports: list[asyncio.DatagramTransport] = []
@@ -118,7 +123,7 @@ class DnsService(Service):
         self.cache.flush()  # a (re)started resolver begins with an empty cache
         try:
             for name, zone in self.config.zones.items():
-                self.zone_set.install(name, render_zone(name, zone.ttl, zone.records))
+                self.zone_set.install(name, zone.text(name), zone.includes)
             loop = asyncio.get_running_loop()
             for address in self.node.addresses:
                 family = address_family(address)
@@ -188,6 +193,24 @@ class DnsService(Service):
             return False
         finally:
             sock.close()
+
+    def set_forwarders(self, forwarders: list[str]) -> bool:
+        """Forward to ``forwarders`` from now on (an edited ``forwarders`` statement and
+        ``rndc reconfig``: the cache stays). False if nothing changed; a LabError if this
+        server does not forward."""
+        if not isinstance(self.resolver, Forwarder):
+            raise LabError(f"dns on {self.node.name} does not forward")
+        if self.resolver.forwarders == list(forwarders):
+            return False
+        self.resolver.forwarders = list(forwarders)
+        self.config = self.config.model_copy(update={"forwarders": list(forwarders)})
+        self.answerer.config = self.config
+        return True
+
+    @property
+    def forwarders(self) -> list[str]:
+        """The servers this one forwards to now ([] if it does not forward)."""
+        return list(self.resolver.forwarders) if isinstance(self.resolver, Forwarder) else []
 
     # --- zones ---
 

@@ -32,12 +32,14 @@ class FirewallService(Service):
         external_if: str,
         internal_if: str,
         fw_addresses: FirewallAddresses,
+        dmz_if: str | None = None,
     ) -> None:
         super().__init__(node)
         self.config = config
         self.run = run
         self.external_if = external_if
         self.internal_if = internal_if
+        self.dmz_if = dmz_if
         self.fw_addresses = fw_addresses
         self.conn_log = ConnLog(
             node,
@@ -47,13 +49,13 @@ class FirewallService(Service):
         )
 
     def _source_nat(self, config: FirewallConfig) -> SourceNat:
-        if not config.dynamic_nat or not self.fw_addresses.external_address:
-            return SourceNat()
         nets = tuple(ipaddress.IPv4Network(n) for n in self.fw_addresses.internal_networks)
-        return SourceNat(nets, self.fw_addresses.external_address)
+        address = self.fw_addresses.external_address if config.dynamic_nat else None
+        return SourceNat(nets, address or "")
 
-    def render(self) -> str:
-        return render_ruleset(self.config, self.external_if, self.internal_if, self.fw_addresses)
+    def render(self, config: FirewallConfig | None = None) -> str:
+        return render_ruleset(config or self.config, self.external_if, self.internal_if,
+                              self.fw_addresses, self.dmz_if)
 
     def load(self, config: FirewallConfig | None = None) -> None:
         """Check and load the ruleset for ``config`` (default: the current one) atomically.
@@ -61,7 +63,7 @@ class FirewallService(Service):
         Faults and fixes call this with a changed config; on any error the old rules stay.
         """
         config = config or self.config
-        text = render_ruleset(config, self.external_if, self.internal_if, self.fw_addresses)
+        text = self.render(config)
         rc, _out, err = self.run(["nft", "-c", "-f", "-"], text)
         if rc != 0:
             log_error(self.node, "ruleset", f"rejected by nftables, old rules kept: {err.strip()}")

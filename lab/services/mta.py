@@ -130,7 +130,7 @@ class MtaService(Service):
         dns_port: int = 53,
         *,
         loopback_relay: bool = True,
-        connect_timeout: float = 30.0,
+        connect_timeout: float | None = None,
         dns_timeout: float = 2.0,
         session_timeout: float = 300.0,
         tls: ServerTls | None = None,
@@ -154,6 +154,14 @@ class MtaService(Service):
         self._sessions: set[asyncio.Task] = set()
         self._server_tls: ssl.SSLContext | None = None
         self._client_tls: ssl.SSLContext | None = None
+
+    @property
+    def smtp_connect_timeout(self) -> float:
+        """How long the client waits for a connection: the config's, unless the service
+        was made with its own (tests)."""
+        if self.connect_timeout is not None:
+            return self.connect_timeout
+        return self.config.smtp_connect_timeout
 
     def reconfigure(self, config: MtaConfig) -> None:
         """Replace the config, as ``postfix reload`` rereads main.cf: sessions and RCPT
@@ -262,14 +270,16 @@ class MtaService(Service):
     may_relay = trusted
 
     def check_recipient(self, address: str, client_ip: str) -> str | None:
-        """None if RCPT TO ``address`` is accepted from ``client_ip``, else Postfix's reply."""
+        """None if RCPT TO ``address`` is accepted from ``client_ip``, else Postfix's reply:
+        local mailboxes, any address of a relay domain, anything from a trusted client."""
         user = self.local_user(address)
         if user is not None:
             if user in self.config.users:
                 return None
             return (f"550 5.1.1 <{address}>: Recipient address rejected: "
                     "User unknown in local recipient table")
-        if self.may_relay(client_ip):
+        if self.may_relay(client_ip) or self.config.relays_for(self.canonical(address)
+                                                               .rpartition("@")[2]):
             return None
         return f"554 5.7.1 <{address}>: Relay access denied"
 

@@ -2,7 +2,7 @@
 
 One process serves every node of a lab: to make a socket "in" a node, switch this thread
 into the node's network namespace with setns(2), create the socket, and switch back.
-The socket stays in the namespace it was created in (see ../shared/PLATFORM.md).
+The socket stays in the namespace it was created in, whichever thread uses it later.
 Python 3.11 has no os.setns, hence ctypes.
 """
 from __future__ import annotations

@@ -59,9 +59,14 @@ def _smtp(rt: NodeRuntime, config: Any) -> list[Service]:
 def _firewall(rt: NodeRuntime, config: Any) -> list[Service]:
     ext_if, ext = rt.node.interface_on(config.external)
     int_if, internal = rt.node.interface_on(config.internal)
-    addresses = FirewallAddresses(external=[str(ext.address)], internal=[str(internal.address)])
+    behind = [str(internal.address)]
+    dmz_if = None
+    if config.dmz is not None:
+        dmz_if, dmz = rt.node.interface_on(config.dmz)
+        behind.append(str(dmz.address))
+    addresses = FirewallAddresses(external=[str(ext.address)], internal=behind)
     return [
-        FirewallService(rt.ctx, config, rt.run, ext_if, int_if, addresses),
+        FirewallService(rt.ctx, config, rt.run, ext_if, int_if, addresses, dmz_if),
         SmtpProxy(rt.ctx, config, external_address=str(ext.address.ip),
                   tls=node_tls(rt.ca, rt.ctx.root, server_names(rt.node)),
                   mail_sizes=rt.mail_sizes),
