@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="ADDRESS:PORT", default="127.0.0.1:8080",
                    help="where to listen (default 127.0.0.1:8080; port 0: any free port)")
     p.add_argument("--url", metavar="URL", help="the address browsers use, when it is not "
-                   "the listening one (behind a reverse proxy: https://class.example.org)")
+                   "the listening one (behind a reverse proxy: https://lab.school.example)")
     p.add_argument("--lab-prefix", metavar="PREFIX",
                    help="name the labs PREFIX-1, PREFIX-2, ... (default cls-<random>)")
     p.add_argument("--parallel", type=int, default=4, metavar="N",

@@ -66,7 +66,7 @@ def test_a_playbook_by_role_loads(tmp_path):
      "conclusions[0].node", "a node is a node name or one role, ${roles.NAME}"),
     ("topologies: any", "topologies: [mail-dmz, nowhere]", "topologies[1]",
      "unknown topology 'nowhere' (no topologies/nowhere.yaml)"),
-    ("topologies: any", "topology: mail-dmz\ntopologies: any", "",
+    ("topologies: any", "topology: mail-dmz\ntopologies: any", "topologies",
      "give either topology or topologies, not both"),
 ])
 def test_what_a_playbook_by_role_may_not_say(tmp_path, old, new, field, message):

@@ -285,13 +285,14 @@ class Playbook(Strict):
     steps: list[Step] = Field(min_length=1)
     conclusions: list[Conclusion] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _where(self) -> Playbook:
-        if self.topology is not None and self.topologies is not None:
+    @field_validator("topologies")
+    @classmethod
+    def _where(cls, value: list[str] | str | None, info: Any) -> list[str] | str | None:
+        if value is not None and info.data.get("topology") is not None:
             raise ValueError("give either topology or topologies, not both")
-        if self.topologies == []:
-            raise ValueError("topologies: a list of topology names, or any")
-        return self
+        if value == []:
+            raise ValueError("a list of topology names, or any")
+        return value
 
     def topology_names(self) -> list[str] | None:
         """The topologies the playbook runs on; None: any that has the roles it needs."""

@@ -24,11 +24,9 @@ def read_zone_files(data: Any, base: Path) -> list[tuple[Loc, str]]:
     that names a ``zone_file`` and has no ``master`` yet; the problems, each with its
     field."""
     found: list[tuple[Loc, str]] = []
-    nodes = data.get("nodes") if isinstance(data, dict) else None
-    for name, node in (nodes or {}).items() if isinstance(nodes, dict) else ():
-        dns = ((node or {}).get("services") or {}).get("dns") if isinstance(node, dict) else None
-        zones = dns.get("zones") if isinstance(dns, dict) else None
-        for zone, spec in (zones or {}).items() if isinstance(zones, dict) else ():
+    for name, node in _mapping(data, "nodes").items():
+        zones = _mapping(_mapping(_mapping(node, "services"), "dns"), "zones")
+        for zone, spec in zones.items():
             if not isinstance(spec, dict) or not isinstance(spec.get("zone_file"), str) \
                     or spec.get("master") is not None:
                 continue
@@ -38,6 +36,13 @@ def read_zone_files(data: Any, base: Path) -> list[tuple[Loc, str]]:
             except ZoneError as e:
                 found.append((loc, str(e)))
     return found
+
+
+def _mapping(data: Any, key: str) -> dict:
+    """``data[key]`` when both are mappings, else an empty one (the model reports the
+    wrong shape with its field)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _read(base: Path, rel: str) -> tuple[str, dict[str, str]]:

@@ -180,7 +180,8 @@ def plan(playbooks: list[Playbook], scenarios: list[tuple[Path, Scenario]],
 def scenario_roles(scenario: Scenario):
     """The roles of the topology a scenario builds (its variant and overrides laid over)."""
     from lab.model.roles import derive_roles
+    from lab.model.topology import load_topology
 
-    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
-                                   scenario.variant, scenario.overrides or None)
+    topo = load_topology(lifecycle.resolve_topology(scenario.topology), scenario.variant,
+                         scenario.overrides or None)
     return derive_roles(topo)
