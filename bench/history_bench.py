@@ -29,7 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labcli import LAB_CMD, PROJECT_ROOT
+from labcli import LAB_CMD, PROJECT_ROOT, lab_pids
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"hb{os.getpid() % 10000}"
@@ -45,22 +45,6 @@ def lab(*args: str, history: bool = True, rate: float = 1.0,
     if p.returncode != 0:
         raise SystemExit(f"lab {' '.join(args)} failed: {p.stderr.strip()}")
     return p
-
-
-def lab_pids(name: str) -> set[int]:
-    """The lab's supervisor and every process carrying its LAB_INSTANCE."""
-    marker = f"LAB_INSTANCE={name}".encode()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
-            pids.add(int(entry))
-    return pids
 
 
 def cpu_seconds(pids: set[int]) -> float:
