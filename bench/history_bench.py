@@ -6,9 +6,9 @@ labs without it, and the time the replay adds to `lab start`.
 
 Idle: brings up 3N labs of the reference topology at once: N with ``LAB_HISTORY=off``
 (the baseline), N with history, N with history at F times its rates
-(``LAB_HISTORY_RATE=F``); waits for them to settle, then samples the CPU time (utime +
-stime from /proc/PID/stat) of each lab's processes (its supervisor and every process whose
-environment carries LAB_INSTANCE=<lab>) over S seconds. Prints, per group, the median and
+(``LAB_HISTORY_RATE=F``); waits for them to settle, then samples the CPU time (on-CPU
+nanoseconds from /proc/PID/schedstat) of each lab's processes (its supervisor and every
+process whose environment carries LAB_INSTANCE=<lab>) over S seconds. Prints, per group, the median and
 the mean per lab in % of one core, the ratio with/without, and how many messages the
 servers handled meanwhile (message-id lines added to the labs' mail.log files). The median
 shows an idle lab; the mean carries the traffic, a message every few minutes per lab, too
@@ -29,7 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labcli import LAB_CMD, PROJECT_ROOT
+from labcli import LAB_CMD, PROJECT_ROOT, lab_pids
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"hb{os.getpid() % 10000}"
@@ -47,30 +47,18 @@ def lab(*args: str, history: bool = True, rate: float = 1.0,
     return p
 
 
-def lab_pids(name: str) -> set[int]:
-    """The lab's supervisor and every process carrying its LAB_INSTANCE."""
-    marker = f"LAB_INSTANCE={name}".encode()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
-            pids.add(int(entry))
-    return pids
-
-
-def cpu_ticks(pids: set[int]) -> int:
-    total = 0
+def cpu_seconds(pids: set[int]) -> float:
+    """CPU time the processes have used: /proc/PID/schedstat's nanoseconds on a CPU (the
+    tick counts of /proc/PID/stat, 10 ms each, cannot see an idle lab's microseconds)."""
+    total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except FileNotFoundError:
             continue  # gone
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:  # no schedstat: the ticks of utime + stime
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
     return total
 
 
@@ -94,14 +82,14 @@ def idle(n: int, seconds: float, settle: float, busy: float, started: list[str])
             groups[group].append(name)
     time.sleep(settle)
     pids = {name: lab_pids(name) for names in groups.values() for name in names}
-    before = {name: (cpu_ticks(p), messages(name)) for name, p in pids.items()}
+    before = {name: (cpu_seconds(p), messages(name)) for name, p in pids.items()}
     time.sleep(seconds)
-    after = {name: (cpu_ticks(p), messages(name)) for name, p in pids.items()}
+    after = {name: (cpu_seconds(p), messages(name)) for name, p in pids.items()}
     print(f"idle: {n} labs per group, {seconds:.0f} s, "
           f"{sum(len(p) for p in pids.values()) / len(pids):.0f} processes per lab")
     means, medians = {}, {}
     for group, names in groups.items():
-        pct = [100 * (after[m][0] - before[m][0]) / TICK / seconds for m in names]
+        pct = [100 * (after[m][0] - before[m][0]) / seconds for m in names]
         sent = sum(after[m][1] - before[m][1] for m in names)
         medians[group], means[group] = statistics.median(pct), statistics.mean(pct)
         label = {"without": "without history", "with": "with history",

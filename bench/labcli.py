@@ -1,6 +1,7 @@
 """What every benchmark shares: the project's `lab` command, run as a user runs it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -41,3 +42,20 @@ def topology_path(ref: str) -> Path:
     from lab.engine.lifecycle import resolve_topology
 
     return resolve_topology(ref)
+
+
+def lab_pids(name: str) -> set[int]:
+    """The processes of lab ``name``: its supervisor and every process it started carry
+    LAB_INSTANCE=<name> in their environment."""
+    marker = f"LAB_INSTANCE={name}".encode()
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            pids.add(int(entry))
+    return pids

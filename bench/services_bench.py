@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
-from labcli import LAB_CMD, PROJECT_ROOT, run_lab, topology_path
+from labcli import LAB_CMD, PROJECT_ROOT, lab_pids, run_lab, topology_path
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"b3-{os.getpid()}"
@@ -66,24 +66,9 @@ def vmrss_kb(pid: int) -> int:
     return 0  # gone, or a kernel thread
 
 
-def lab_pids(name: str, supervisor: int) -> set[int]:
-    marker = f"LAB_INSTANCE={name}".encode()
-    pids = {supervisor}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
-            pids.add(int(entry))
-    return pids
-
-
 def lab_rss_mb(name: str) -> tuple[float, int]:
     status = json.loads(must(lab("status", "--lab", name, "--json"), "lab status").stdout)
-    pids = lab_pids(name, int(status["supervisor"]))
+    pids = lab_pids(name) | {int(status["supervisor"])}
     return sum(vmrss_kb(p) for p in pids) / 1024, len(pids)
 
 
