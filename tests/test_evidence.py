@@ -146,7 +146,7 @@ def test_what_evidence_refuses(bundle):
     assert p.returncode == 1 and "between 0 and 300 seconds" in p.stderr
     assert not Path(str(bundle["out"]) + "-x").exists()
     p = run_lab("evidence", "--lab", lab, "--out", "/tmp/never", prefix=NOBODY)
-    assert p.returncode == 1 and "needs root" in p.stderr
+    assert p.returncode == 1 and "is for instructors" in p.stderr
 
 
 @pytest.mark.root
