@@ -194,6 +194,38 @@ def test_a_command_in_the_ext_ws_terminal(alice, shots):
     alice.screenshot(path=str(shots / "trainee.png"))
 
 
+def _shell_size(page, node: str, asked: int) -> tuple[int, int]:
+    """What the node's shell reports as its terminal size (rows, cols), asked the
+    ``asked``-th time in this terminal."""
+    page.keyboard.type('echo "size=$(stty size)"\n')
+    deadline = time.monotonic() + 30
+    while len(found := re.findall(r"size=(\d+) (\d+)", terminal_text(page, node))) < asked:
+        assert time.monotonic() < deadline, terminal_text(page, node)
+        time.sleep(0.2)
+    return int(found[-1][0]), int(found[-1][1])
+
+
+def _xterm_size(page, node: str) -> tuple[int, int]:
+    return tuple(page.evaluate(f"[terminals.get('{node}').term.rows, "
+                               f"terminals.get('{node}').term.cols]"))
+
+
+def test_the_terminal_follows_the_windows_size(alice):
+    """xterm.js fits the window, and the node's shell gets the same size."""
+    wide = _xterm_size(alice, "ext-ws")
+    assert _shell_size(alice, "ext-ws", 1) == wide
+    alice.set_viewport_size({"width": 1000, "height": 700})
+    try:
+        deadline = time.monotonic() + 10
+        while (narrow := _xterm_size(alice, "ext-ws")) == wide:
+            assert time.monotonic() < deadline, "the terminal was not fitted to the window"
+            time.sleep(0.1)
+        assert narrow[0] < wide[0] and narrow[1] < wide[1]
+        assert _shell_size(alice, "ext-ws", 2) == narrow
+    finally:
+        alice.set_viewport_size({"width": 1400, "height": 900})
+
+
 def test_a_hint(alice):
     from playwright.sync_api import expect
 
