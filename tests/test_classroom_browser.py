@@ -210,7 +210,7 @@ def _xterm_size(page, node: str) -> tuple[int, int]:
                                f"terminals.get('{node}').term.cols]"))
 
 
-def test_the_terminal_follows_the_windows_size(alice):
+def test_the_terminal_follows_the_windows_size(alice, shots):
     """xterm.js fits the window, and the node's shell gets the same size."""
     wide = _xterm_size(alice, "ext-ws")
     assert _shell_size(alice, "ext-ws", 1) == wide
@@ -222,6 +222,7 @@ def test_the_terminal_follows_the_windows_size(alice):
             time.sleep(0.1)
         assert narrow[0] < wide[0] and narrow[1] < wide[1]
         assert _shell_size(alice, "ext-ws", 2) == narrow
+        alice.screenshot(path=str(shots / "trainee-narrow.png"))
     finally:
         alice.set_viewport_size({"width": 1400, "height": 900})
 
