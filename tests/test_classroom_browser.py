@@ -9,7 +9,8 @@ the attacker: his token opens neither A's terminal nor her pages, his requests f
 another site are refused, his own terminal is sealed in its node and cannot ask for the
 graded live view. The class is ended (open attempts scored, labs down), and a server
 stopped by SIGTERM or Ctrl-C takes every lab it started down. Screenshots of the trainee
-page, the dashboard and the report are saved in the test's temporary folder.
+page (also in a narrower window), the dashboard, the report and the printable links are
+saved in the test's temporary folder (classroom-screenshots*).
 """
 from __future__ import annotations
 
@@ -181,6 +182,17 @@ def test_the_dashboard_lists_each_trainee_with_a_link(served, links):
     assert links[ALICE] != links[BOB]
     for link in links.values():
         assert re.fullmatch(re.escape(served.base) + r"/t/[A-Za-z0-9_-]{43}", link)
+
+
+def test_the_printable_links_are_the_dashboards(dashboard, links, shots):
+    page = dashboard.context.new_page()  # the instructor's cookie
+    page.goto(dashboard.url.split("/instructor")[0] + "/instructor/links")
+    rows = page.locator("table.links tbody tr")
+    printed = {rows.nth(i).locator("td").first.inner_text():
+               rows.nth(i).locator("code").inner_text() for i in range(rows.count())}
+    assert printed == links
+    page.screenshot(path=str(shots / "links.png"))
+    page.close()
 
 
 def test_a_command_in_the_ext_ws_terminal(alice, shots):
