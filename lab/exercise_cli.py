@@ -21,7 +21,10 @@ def add_parsers(sub, add_lab) -> None:
                    help="(instructors) apply this fault, with these parameters, instead of "
                         "drawing (repeatable)")
     who = p.add_mutually_exclusive_group()
-    who.add_argument("--trainee", default=os.environ.get("SUDO_USER") or getpass.getuser())
+    who.add_argument("--trainee", metavar="NAME",
+                     default=os.environ.get("SUDO_USER") or getpass.getuser(),
+                     help="the trainee the attempt is for: a user of this machine, or a name "
+                          "only root works under (default: you)")
     who.add_argument("--trainees", metavar="NAME,NAME,...",
                      help="one attempt per trainee, in labs PREFIX-1...PREFIX-N (--lab "
                           "PREFIX, default the scenario's name)")
@@ -115,11 +118,11 @@ def trainee_uid(name: str) -> int | None:
 
 def render_ticket(t: dict) -> str:
     lines = [f"TICKET: {t['title']}", "", t["ticket"].strip(), "",
-             f"time limit {t['time_limit']} min (used {t['minutes_used']} min); "
-             f"{t['hints_left']} hints left (`lab hint`)",
-             "investigate with `lab shell NODE` / `lab exec NODE -- CMD`; "
-             "diagnose with `lab submit CAUSE --node NODE` (see `lab causes`); "
-             "finish with `lab score`"]
+             (f"time limit {t['time_limit']} min (used {t['minutes_used']} min); "
+              f"{t['hints_left']} hints left (`lab hint`)"),
+             ("investigate with `lab shell NODE` / `lab exec NODE -- CMD`; "
+              "diagnose with `lab submit CAUSE --node NODE` (see `lab causes`); "
+              "finish with `lab score`")]
     return "\n".join(lines)
 
 

@@ -9,7 +9,8 @@ the attacker: his token opens neither A's terminal nor her pages, his requests f
 another site are refused, his own terminal is sealed in its node and cannot ask for the
 graded live view. The class is ended (open attempts scored, labs down), and a server
 stopped by SIGTERM or Ctrl-C takes every lab it started down. Screenshots of the trainee
-page, the dashboard and the report are saved in the test's temporary folder.
+page (also in a narrower window), the dashboard, the report and the printable links are
+saved in the test's temporary folder (classroom-screenshots*).
 """
 from __future__ import annotations
 
@@ -183,6 +184,17 @@ def test_the_dashboard_lists_each_trainee_with_a_link(served, links):
         assert re.fullmatch(re.escape(served.base) + r"/t/[A-Za-z0-9_-]{43}", link)
 
 
+def test_the_printable_links_are_the_dashboards(dashboard, links, shots):
+    page = dashboard.context.new_page()  # the instructor's cookie
+    page.goto(dashboard.url.split("/instructor")[0] + "/instructor/links")
+    rows = page.locator("table.links tbody tr")
+    printed = {rows.nth(i).locator("td").first.inner_text():
+               rows.nth(i).locator("code").inner_text() for i in range(rows.count())}
+    assert printed == links
+    page.screenshot(path=str(shots / "links.png"))
+    page.close()
+
+
 def test_a_command_in_the_ext_ws_terminal(alice, shots):
     from playwright.sync_api import expect
 
@@ -192,6 +204,39 @@ def test_a_command_in_the_ext_ws_terminal(alice, shots):
     alice.keyboard.type("dig +short mail.example.net\n")
     expect(term).to_contain_text("203.0.113.25", timeout=30_000)
     alice.screenshot(path=str(shots / "trainee.png"))
+
+
+def _shell_size(page, node: str, asked: int) -> tuple[int, int]:
+    """What the node's shell reports as its terminal size (rows, cols), asked the
+    ``asked``-th time in this terminal."""
+    page.keyboard.type('echo "size=$(stty size)"\n')
+    deadline = time.monotonic() + 30
+    while len(found := re.findall(r"size=(\d+) (\d+)", terminal_text(page, node))) < asked:
+        assert time.monotonic() < deadline, terminal_text(page, node)
+        time.sleep(0.2)
+    return int(found[-1][0]), int(found[-1][1])
+
+
+def _xterm_size(page, node: str) -> tuple[int, int]:
+    return tuple(page.evaluate(f"[terminals.get('{node}').term.rows, "
+                               f"terminals.get('{node}').term.cols]"))
+
+
+def test_the_terminal_follows_the_windows_size(alice, shots):
+    """xterm.js fits the window, and the node's shell gets the same size."""
+    wide = _xterm_size(alice, "ext-ws")
+    assert _shell_size(alice, "ext-ws", 1) == wide
+    alice.set_viewport_size({"width": 1000, "height": 700})
+    try:
+        deadline = time.monotonic() + 10
+        while (narrow := _xterm_size(alice, "ext-ws")) == wide:
+            assert time.monotonic() < deadline, "the terminal was not fitted to the window"
+            time.sleep(0.1)
+        assert narrow[0] < wide[0] and narrow[1] < wide[1]
+        assert _shell_size(alice, "ext-ws", 2) == narrow
+        alice.screenshot(path=str(shots / "trainee-narrow.png"))
+    finally:
+        alice.set_viewport_size({"width": 1400, "height": 900})
 
 
 def test_a_hint(alice):

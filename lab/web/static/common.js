@@ -33,9 +33,9 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function mmss(seconds) {
-  const sign = seconds < 0 ? "-" : "";
-  const s = Math.abs(Math.round(seconds));
+function mmss(seconds) {  // whole seconds cut off, as the scoring report writes them
+  const sign = seconds <= -1 ? "-" : "";
+  const s = Math.floor(Math.abs(seconds));
   return `${sign}${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
