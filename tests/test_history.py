@@ -8,6 +8,7 @@ import random
 import re
 from datetime import datetime, timedelta
 from email.policy import default as default_policy
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,33 @@ def test_shift_past_moves_logs_queue_and_alert_spool(tmp_path):
     assert (entry.arrival, entry.next_attempt, message) == (400.0, 900.0, b"x\n")
     envelope, _ = alerts.read_alert(tmp_path, alert_id)
     assert envelope.created == NOW.astimezone() - timedelta(minutes=10)
+
+
+def test_shift_past_moves_each_messages_delivery_date_and_received_but_not_its_body(tmp_path):
+    from lab.protocols.mbox import mbox_entry, received_header
+    from lab.services.mta import MAIL_DIR
+
+    node = NodeContext("mx", tmp_path)
+    box = node.path(f"{MAIL_DIR}/jsmith")
+    box.parent.mkdir(parents=True)
+    when = NOW.astimezone()
+    header = received_header("mx.example.com", "203.0.113.20", "mail.example.net", "ABC",
+                             "ESMTP", ["jsmith@example.net"], when)
+    said = f"Date: {format_datetime(when)}"  # a body's words are the sender's, not the lab's
+    message = (f"{header}Date: {format_datetime(when)}\nSubject: x\n\n{said}\n").encode()
+    box.write_bytes(mbox_entry("a@example.com", "jsmith@example.net", message,
+                               when.timestamp()) * 2)
+    assert shift_past([node], 600) == 2
+    earlier = when - timedelta(minutes=10)
+    text = box.read_bytes()
+    assert text.startswith(f"From a@example.com  {earlier.ctime()}\n".encode())
+    msgs = [email.message_from_bytes(b"From " + m, policy=default_policy)
+            for m in text.split(b"\nFrom ")]
+    assert len(msgs) == 2
+    for msg in msgs:
+        assert msg["Date"].datetime == earlier
+        assert parsedate_to_datetime(msg["Received"].rpartition(";")[2]) == earlier
+        assert msg.get_content().strip() == said
 
 
 def test_every_log_the_services_write_has_a_stamp_format():
