@@ -36,9 +36,9 @@ class Seen:
 
 
 Judge = Callable[[str, Seen], "str | None"]
-STOPPED_SLACK = 900.0  # seconds
-
 Recipients = Callable[[Seen], Callable[[str], bool]]
+
+STOPPED_SLACK = 900.0  # seconds after the window's start that still count as its start
 
 
 @dataclass(frozen=True)
