@@ -8,6 +8,7 @@ import random
 import re
 from datetime import datetime, timedelta
 from email.policy import default as default_policy
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,33 @@ def test_shift_past_moves_logs_queue_and_alert_spool(tmp_path):
     assert envelope.created == NOW.astimezone() - timedelta(minutes=10)
 
 
+def test_shift_past_moves_each_messages_delivery_date_and_received_but_not_its_body(tmp_path):
+    from lab.protocols.mbox import mbox_entry, received_header
+    from lab.services.mta import MAIL_DIR
+
+    node = NodeContext("mx", tmp_path)
+    box = node.path(f"{MAIL_DIR}/jsmith")
+    box.parent.mkdir(parents=True)
+    when = NOW.astimezone()
+    header = received_header("mx.example.com", "203.0.113.20", "mail.example.net", "ABC",
+                             "ESMTP", ["jsmith@example.net"], when)
+    said = f"Date: {format_datetime(when)}"  # a body's words are the sender's, not the lab's
+    message = (f"{header}Date: {format_datetime(when)}\nSubject: x\n\n{said}\n").encode()
+    box.write_bytes(mbox_entry("a@example.com", "jsmith@example.net", message,
+                               when.timestamp()) * 2)
+    assert shift_past([node], 600) == 2
+    earlier = when - timedelta(minutes=10)
+    text = box.read_bytes()
+    assert text.startswith(f"From a@example.com  {earlier.ctime()}\n".encode())
+    msgs = [email.message_from_bytes(b"From " + m, policy=default_policy)
+            for m in text.split(b"\nFrom ")]
+    assert len(msgs) == 2
+    for msg in msgs:
+        assert msg["Date"].datetime == earlier
+        assert parsedate_to_datetime(msg["Received"].rpartition(";")[2]) == earlier
+        assert msg.get_content().strip() == said
+
+
 def test_every_log_the_services_write_has_a_stamp_format():
     from lab.protocols.dnszones import NAMED_LOG
     from lab.protocols.fwlog import CONN_LOG, ERROR_LOG
@@ -257,6 +285,59 @@ def test_a_log_trace_must_span_the_window(seen):
     assert "oldest line" in judge("\n".join([_syslog(late, line)] * 2), seen)
     outside = line.replace("admin@example.net", "jsmith@example.com")
     assert "0 line" in judge("\n".join([_syslog(early, outside), _syslog(late, outside)]), seen)
+
+
+@pytest.fixture(scope="module")
+def isp_seen() -> traces.Seen:
+    roles = derive_roles(load_topology(ROOT / "topologies" / "isp-relay.yaml"))
+    return traces.Seen(roles, NOW, 3 * 3600)
+
+
+@pytest.mark.parametrize("trace, rcpt, visible", [
+    ("relay-queue", "jsmith@example.org", True),
+    ("relay-queue", "jsmith@partner.test", False),  # a bounce stuck on the relay
+    ("backup-mx-queue", "admin@example.org", True),
+    ("backup-mx-queue", "postmaster@mx2.isp.test", False),
+])
+def test_the_relay_and_backup_mx_queues_hold_mail_for_the_mail_domain(isp_seen, trace, rcpt,
+                                                                      visible):
+    text = _mailq((rcpt, "connect to mx.example.org[198.51.100.25]:25: Connection timed out"))
+    assert (traces.VIEWS[trace].judge(text, isp_seen) is None) == visible
+
+
+def _from_line(sender: str, when: datetime) -> str:
+    return f"From {sender}  {when:%a %b} {when.day:2d} {when:%H:%M:%S %Y}"
+
+
+@pytest.mark.parametrize("ago, visible", [
+    ([4 * 60, 3 * 60 + 30], True),  # minutes before NOW: both before the 3 h window
+    ([4 * 60, 3 * 60 - 10], True),  # ten minutes into it: still its rough start
+    ([4 * 60, 60], False),  # one arrived an hour ago
+    ([2 * 60], False),  # none from before the window: nothing shows it ever arrived
+    ([], False),
+])
+def test_inbound_stopped_needs_mail_from_before_the_window_and_none_in_it(isp_seen, ago,
+                                                                          visible):
+    lines = [_from_line("jsmith@partner.test", NOW - timedelta(minutes=m)) for m in ago]
+    lines.append(_from_line("admin@example.org", NOW - timedelta(minutes=5)))  # internal
+    judged = traces.VIEWS["inbound-stopped"].judge("\n".join(lines), isp_seen)
+    assert (judged is None) == visible, judged
+
+
+def test_outbound_refused_is_a_reject_or_a_bounce_to_an_outside_address(isp_seen):
+    judge = traces.VIEWS["outbound-refused"].judge
+    early, late = NOW - timedelta(hours=2, minutes=50), NOW - timedelta(minutes=5)
+    reject = ("NOQUEUE: reject: RCPT from unknown[192.168.10.100]: 554 5.7.1 "
+              "<jsmith@partner.test>: Relay access denied; from=<jsmith@example.org> "
+              "to=<jsmith@partner.test> proto=ESMTP helo=<[192.168.10.100]>")
+    bounced = ("A: to=<jsmith@partner.test>, relay=smtp.isp.test[198.51.100.30]:25, "
+               "dsn=5.7.1, status=bounced (host smtp.isp.test[198.51.100.30] said: 554 5.7.1 "
+               "<jsmith@partner.test>: Relay access denied (in reply to RCPT TO command))")
+    assert judge("\n".join([_syslog(early, reject), _syslog(late, reject)]), isp_seen) is None
+    assert judge("\n".join([_syslog(early, bounced), _syslog(late, bounced)]), isp_seen) is None
+    inside = reject.replace("partner.test", "example.org")
+    assert "0 line" in judge("\n".join([_syslog(early, inside), _syslog(late, inside)]),
+                             isp_seen)
 
 
 # --- the steady traffic ---------------------------------------------------------------------

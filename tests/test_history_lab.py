@@ -20,6 +20,7 @@ from lab.engine import lifecycle
 from lab.history.traces import VIEWS, Seen, local_now, queued
 from lab.model.roles import derive_roles
 from lab.model.scenario import load_scenario
+from lab.model.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
@@ -38,14 +39,16 @@ QUEUE_ERRORS = {
     "proxy-mode-mismatch": TIMED_OUT + r"|Connection refused",
     "proxy-server-not-listed": r"451 .*no mail server",
     "nat-dynamic-missing": NOT_FOUND, "host-gateway-wrong": NOT_FOUND,
-    "host-resolver-wrong": NOT_FOUND,
+    "host-resolver-wrong": NOT_FOUND, "fw-dmz-permit-missing": TIMED_OUT,
+    "relay-transport-wrong": TIMED_OUT, "dns-forwarder-dead": NOT_FOUND,
 }
+QUEUES = ("sender-queue", "server-queue", "relay-queue", "backup-mx-queue")
 
 
 def _seen(scenario_name: str) -> tuple[Seen, list[str]]:
     scenario = load_scenario(ROOT / "scenarios" / f"{scenario_name}.yaml")
-    topo = lifecycle.load_topology(lifecycle.resolve_topology(scenario.topology),
-                                   scenario.variant, scenario.overrides or None)
+    topo = load_topology(lifecycle.resolve_topology(scenario.topology),
+                         scenario.variant, scenario.overrides or None)
     return Seen(derive_roles(topo), local_now(), scenario.history.seconds()), \
         scenario.history.traces
 
@@ -75,7 +78,7 @@ def test_the_tickets_traces_are_there_when_it_is_printed(labs, tmp_path, scenari
     # the history's traffic is nobody's command, nobody's damage
     assert [c["argv"] for c in record["commands"]] == [list(VIEWS[t].argv) for t in promised]
     assert record["damage"] == []
-    for trace in ("sender-queue", "server-queue"):
+    for trace in QUEUES:
         if trace in shown:
             reasons = " | ".join(why for _, why in queued(shown[trace][0]))
             expected = [QUEUE_ERRORS[f["name"]] for f in record["faults"]

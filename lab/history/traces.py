@@ -38,6 +38,8 @@ class Seen:
 Judge = Callable[[str, Seen], "str | None"]
 Recipients = Callable[[Seen], Callable[[str], bool]]
 
+STOPPED_SLACK = 900.0  # seconds after the window's start that still count as its start
+
 
 @dataclass(frozen=True)
 class View:
@@ -114,19 +116,44 @@ def _failed_to(to: Recipients) -> Callable[[str, Seen], bool]:
     return keep
 
 
-def _delivered_from(text: str, seen: Seen) -> str | None:
-    """mbox From_ lines (``From a@b  Mon Nov 30 20:33:56 2026``) from the sender's domain."""
+def _arrivals(text: str, seen: Seen) -> list[datetime]:
+    """When each message from the sender's domain was delivered, from the mbox From_
+    lines (``From a@b  Mon Nov 30 20:33:56 2026``)."""
     times = []
     for m in re.finditer(r"^From (\S+)\s+(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})$", text,
                          re.MULTILINE):
         if _in(seen.roles.sender_domain)(m.group(1).lower()):
             times.append(datetime.strptime(m.group(2), "%a %b %d %H:%M:%S %Y"))
-    lines = [f"{when:%Y-%m-%dT%H:%M:%S}" for when in times]
+    return times
+
+
+def _delivered_from(text: str, seen: Seen) -> str | None:
+    lines = [f"{when:%Y-%m-%dT%H:%M:%S}" for when in _arrivals(text, seen)]
     return _throughout(lines, ISO, seen, "messages from the sender's domain")
+
+
+def _stopped(text: str, seen: Seen) -> str | None:
+    """Mail from the sender's domain arrived before the window and not in it. The
+    window's start is the ticket's rough "since": a tenth of it (15 minutes at most)
+    counts as its start still."""
+    times = _arrivals(text, seen)
+    start = seen.now - timedelta(seconds=seen.window)
+    if not times or min(times) > start:
+        return "no message from the sender's domain from before the window"
+    edge = start + timedelta(seconds=min(seen.window / 10, STOPPED_SLACK))
+    late = [t for t in times if t > edge]
+    return f"{len(late)} message(s) from the sender's domain after {edge:%H:%M}" if late else None
 
 
 def _spooled(text: str, _seen: Seen) -> str | None:
     return None if text.split() else f"{ENVELOPE_DIR} is empty"
+
+
+def _refused(line: str, seen: Seen) -> bool:
+    """A submission refused (NOQUEUE: reject) or a delivery bounced, to an outside address."""
+    m = re.search(r" to=<([^>]*)>", line)
+    return (m is not None and _not_mail_domain(seen)(m.group(1).lower())
+            and ("NOQUEUE: reject" in line or "status=bounced" in line))
 
 
 def _mail_domain(seen: Seen) -> Callable[[str], bool]:
@@ -165,7 +192,18 @@ VIEWS: dict[str, View] = {
                          _log(BIND, lambda ln, s: True, "failed resolutions")),
     "internal-dns-log": View("internal_dns", ("grep", "resolving", NAMED_LOG),
                              _log(BIND, lambda ln, s: True, "failed resolutions")),
+    "relay-queue": View("inbound_relay", ("mailq",), _queue(_mail_domain, "for the mail domain")),
+    "relay-log": View("inbound_relay", ("grep", "status=", MAIL_LOG),
+                      _log(SYSLOG, _failed_to(_mail_domain), "failed deliveries")),
+    "backup-mx-queue": View("backup_mx", ("mailq",), _queue(_mail_domain, "for the mail domain")),
+    "backup-mx-log": View("backup_mx", ("grep", "status=", MAIL_LOG),
+                          _log(SYSLOG, _failed_to(_mail_domain), "failed deliveries")),
+    "inbound-stopped": View("mail_server", ("grep", "-rh", "^From ", "/var/mail"), _stopped),
+    "outbound-refused": View("mail_server", ("grep", "-E", "NOQUEUE: reject|status=bounced",
+                                             MAIL_LOG),
+                             _log(SYSLOG, _refused, "refused mail to outside addresses")),
 }
+
 
 def local_now() -> datetime:
     """The machine's local time, naive, as the logs are written."""

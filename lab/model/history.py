@@ -49,6 +49,18 @@ TRACES: dict[str, str] = {
                     "the window",
     "internal-dns-log": "the internal DNS server's named.log shows failed resolutions "
                         "throughout the window",
+    "relay-queue": "the inbound relay's queue holds mail for the mail domain, deferred with "
+                   "the fault's error (mailq on the relay)",
+    "relay-log": "the inbound relay's mail.log shows failed deliveries to the mail domain "
+                 "throughout the window",
+    "backup-mx-queue": "the backup MX's queue holds mail for the mail domain, deferred with "
+                       "the fault's error (mailq on the backup MX)",
+    "backup-mx-log": "the backup MX's mail.log shows failed deliveries to the mail domain "
+                     "throughout the window",
+    "inbound-stopped": "mail from outside stopped arriving: the staff's mailboxes hold "
+                       "messages from the sender's domain from before the window, none since",
+    "outbound-refused": "the mail server's mail.log shows mail to outside addresses refused "
+                        "(at submission, or bounced by the next server) throughout the window",
 }
 
 _DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,3})h)?(?:(\d{1,4})m)?$")
