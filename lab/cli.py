@@ -171,8 +171,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def render_status(status: dict[str, Any]) -> str:
-    lines = [f"lab {status['lab']} (topology {status['topology']}), supervisor pid "
-             f"{status['supervisor']}"]
+    lines = [(f"lab {status['lab']} (topology {status['topology']}), supervisor pid "
+              f"{status['supervisor']}")]
     lines.append("segments: " + ", ".join(
         f"{name} {seg['subnet']}" for name, seg in status["segments"].items()))
     lines.append(f"{'NODE':<10} {'IFACE':<6} {'STATE':<6} ADDRESSES")

@@ -79,7 +79,7 @@ class Supervisor:
             writer.write(control.encode_reply(result))
         except LabError as e:
             writer.write(control.encode_reply(error=e))
-        except Exception as e:  # a bad request must not take the lab down
+        except Exception as e:  # noqa: BLE001 - a bad request must not take the lab down
             traceback.print_exc()
             writer.write(control.encode_reply(error=LabError(f"internal error: {e}")))
         try:
@@ -266,7 +266,7 @@ def main(argv: list[str]) -> int:
         source = (lab_dir(lab) / "source").read_text().strip()
         sup = Supervisor(lab, topo, source)
         sup.build()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any build failure is reported to the waiting CLI
         msg = e.message if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
         if not isinstance(e, LabError):
             traceback.print_exc()
