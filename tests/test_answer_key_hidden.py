@@ -19,7 +19,7 @@ red herrings) and the word "fault" (case-insensitive, as a whole word: "default"
 not a hit).
 
 Excluded on purpose, and why:
-* the project's own source tree /work/main (PROJECT_ROOT) is visible from nodes (the
+* the project's own source tree (PROJECT_ROOT, the checkout) is visible from nodes (the
   node commands netguard/mailq run from its virtualenv) and names every fault of the
   catalog, but not which one is applied; it is not one of the surfaces searched;
 * under /tmp and /root, files older than the lab and entries that existed before it

@@ -168,6 +168,26 @@ async def smtp_accepts(lab: LabContext, client: str, host: str, mail_from: str, 
     return True, str(result.reply)
 
 
+async def smtp_repair(lab: LabContext, client: str, host: str, mail_from: str, rcpt: str,
+                      what: str) -> Repair:
+    """A repair check by one message (``smtp_accepts``): repaired if it is accepted; ``how``
+    is ``what`` (which message, between which nodes) and what the server said."""
+    ok, said = await smtp_accepts(lab, client, host, mail_from, rcpt)
+    return Repair(ok, f"{what}: {'accepted, ' if ok else ''}{said}")
+
+
+async def outbound_repaired(lab: LabContext, server: str) -> Repair:
+    """Mail from the company leaves again: the mail server's SMTP session to ``server`` (the
+    sender's mail server, or the smarthost the company's mail goes through) accepts a
+    message from the mail domain to the outside sender."""
+    roles = lab.roles
+    client = roles.need("mail_server")
+    sender = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
+    rcpt = f"{roles.need('sender_mailbox')}@{roles.need('sender_domain')}"
+    return await smtp_repair(lab, client, server, sender, rcpt,
+                             f"a message from {sender} to {rcpt}, {client} to {server}:25")
+
+
 _LOSS = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
