@@ -44,11 +44,14 @@ class Supervisor:
         from lab.engine.network import build
 
         self.state.save()  # the supervisor is on record before anything else exists
+        started = time.monotonic()
         for name, node in self.topo.nodes.items():
             self.files[name].create(node)
         self.ca = prepare_nodes(self.dir, self.lab, self.topo,
                                 {n: f.root for n, f in self.files.items()})
         write_node_bin(self.dir / "bin")
+        # each phase's line says, in a build that times out, which phase it got past
+        print(f"node files ready in {time.monotonic() - started:.3f} s", flush=True)
         started = time.monotonic()
         self.network = build(self.topo, self.files, self.dir / "bin")
         self.state.nodes = self.network.records()
