@@ -176,12 +176,14 @@ async def smtp_repair(lab: LabContext, client: str, host: str, mail_from: str, r
     return Repair(ok, f"{what}: {'accepted, ' if ok else ''}{said}")
 
 
-async def outbound_repaired(lab: LabContext, server: str) -> Repair:
-    """Mail from the company leaves again: the mail server's SMTP session to ``server`` (the
-    sender's mail server, or the smarthost the company's mail goes through) accepts a
-    message from the mail domain to the outside sender."""
+async def outbound_repaired(lab: LabContext) -> Repair:
+    """Mail from the company leaves again: the mail server's SMTP session to its next hop
+    accepts a message from the mail domain to the outside sender. The next hop is the
+    smarthost where the mail server has one (the firewall may let it reach nothing else),
+    else the sender's mail server."""
     roles = lab.roles
     client = roles.need("mail_server")
+    server = roles.smarthost_address or roles.need("sender_address")
     sender = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
     rcpt = f"{roles.need('sender_mailbox')}@{roles.need('sender_domain')}"
     return await smtp_repair(lab, client, server, sender, rcpt,

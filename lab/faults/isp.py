@@ -158,7 +158,7 @@ class SmarthostRelayRefused(Fault):
 
     async def check_repaired(self, lab, params) -> Repair:
         """The mail server's session to the smarthost relays a message to the partner."""
-        return await outbound_repaired(lab, lab.roles.need("smarthost_address"))
+        return await outbound_repaired(lab)
 
 
 class ForwarderDead(Fault):

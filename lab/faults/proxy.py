@@ -197,10 +197,10 @@ class OutboundSenderRefused(Fault):
         await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
 
     async def check_repaired(self, lab, params) -> Repair:
-        """Mail from the company leaves again: the mail server's SMTP session to the
-        sender's mail server (through the firewall, and its proxy if it relays outbound)
-        accepts a message from the mail domain."""
-        return await outbound_repaired(lab, lab.roles.need("sender_address"))
+        """Mail from the company leaves again: the mail server's SMTP session to its next
+        hop (through the firewall, and its proxy if it relays outbound) accepts a message
+        from the mail domain."""
+        return await outbound_repaired(lab)
 
 
 FAULTS = [ProxyServerNotListed(), ProxyModeMismatch(), OutboundSenderRefused()]
