@@ -227,7 +227,7 @@ def test_clean_leaves_a_lab_that_is_still_starting_alone(labs, lab_cli, lab_comm
     assert (state_root / name).exists()
     listed = {r["lab"]: r for r in json.loads(lab_cli("ls", "--json").stdout)}
     cleaned = lab_cli("clean")
-    out, err = up.communicate(timeout=60)
+    _out, err = up.communicate(timeout=60)
     assert up.returncode == 0, err
     assert f"cleaned lab {name}" not in cleaned.stdout
     assert listed[name]["state"] in ("starting", "running")

@@ -92,6 +92,17 @@ def s_smarthost(lab):
         lab, "mail", "cat", "/var/log/mail.log"))
 
 
+def s_outbound_proxy(lab):
+    """The proxy stands between the mail server and its smarthost: the refusal reads as the
+    smarthost's, the firewall's log has X (proxied) lines for the session."""
+    assert "250 2.0.0 Ok: queued" in swaks(lab, "admin", "192.168.10.25",
+                                           "jsmith@partner.test", "admin@example.org")
+    assert until(lambda: "host smtp.isp.test[198.51.100.30] said: 554 5.7.1 "
+                         "<admin@example.org>: Sender address rejected" in out(
+        lab, "mail", "cat", "/var/log/mail.log"))
+    assert "X" in verdicts(lab, "192.168.10.25", "198.51.100.30:25")
+
+
 def s_forwarder(lab):
     seen = lab_exec(lab, "ns-int", "sh", "-c",
                     "timeout 6 tcpdump -l -n -i eth0 -c 1 'host 198.51.100.201 and udp port 53'"
@@ -142,6 +153,8 @@ CASES = [
          {"nexthop": "192.168.10.26"}),
     Case("relay-domain-missing", s_relay_domain, {"inbound"}, "relay"),
     Case("smarthost-relay-refused", s_smarthost, {"outbound"}, "isp-smtp"),
+    Case("proxy-outbound-sender-refused", s_outbound_proxy, {"outbound"}, "gw",
+         {"senders": "example.com"}),
     Case("dns-forwarder-dead", s_forwarder, {"outbound"}, "ns-int",
          {"address": "198.51.100.201"}),
     Case("fw-dmz-permit-missing", s_dmz_permit, {"inbound"}, "gw"),

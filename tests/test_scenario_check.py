@@ -76,8 +76,8 @@ def test_the_example_is_valid(tmp_path):
     ("{node: mx}", "{node: mx, colour: red}",
      (17, "faults[1].from[1].params.colour", "Extra inputs are not permitted")),
     ("{node: mx}", "{node: nowhere}",
-     (17, "faults[1].from[1].params.node", "unknown node 'nowhere' (nodes: admin, dns-root, "
-      "dns-tld, ext-ws, fw, mx, mx-ext, ns-ext, ns-int, resolver)")),
+     (17, "faults[1].from[1].params.node", ("unknown node 'nowhere' (nodes: admin, dns-root, "
+      "dns-tld, ext-ws, fw, mx, mx-ext, ns-ext, ns-int, resolver)"))),
     ("{fault: fw-icmp-blocked}", "{fault: fw-icmp-blocked, params: {x: 1}}",
      (21, "red_herrings[0].params.x", "Extra inputs are not permitted")),
     ("fault: proxy-mode-mismatch", "fault: no-such-fault",
@@ -85,8 +85,8 @@ def test_the_example_is_valid(tmp_path):
     ("topology: mail-dmz", "topology: no-such-net",
      (3, "topology", "unknown topology 'no-such-net' (known: isp-relay, mail-dmz)")),
     ("variant: inbound-to", "variant: sideways",
-     (4, "variant", "topology mail-dmz has no variant 'sideways' (variants: inbound-through, "
-      "inbound-to)")),
+     (4, "variant", ("topology mail-dmz has no variant 'sideways' (variants: inbound-through, "
+      "inbound-to)"))),
 ])
 def test_each_problem_at_its_own_line(tmp_path, old, new, expected):
     """Issue 12: 12 of 42 scenarios built a lab, then failed with a pydantic URL."""
@@ -184,8 +184,8 @@ def test_forced_parameters_are_checked():
         "--fault link-packet-loss: percent: Input should be less than or equal to 100",
         "--fault: unknown fault 'no-such-fault' (see `lab faults`)",
         "--fault dns-wrong-address: colour: Extra inputs are not permitted",
-        "--fault link-down: node: unknown node 'nowhere' (nodes: admin, dns-root, dns-tld, "
-        "ext-ws, fw, mx, mx-ext, ns-ext, ns-int, resolver)",
+        ("--fault link-down: node: unknown node 'nowhere' (nodes: admin, dns-root, dns-tld, "
+         "ext-ws, fw, mx, mx-ext, ns-ext, ns-int, resolver)"),
     ]
 
 

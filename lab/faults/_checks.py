@@ -168,6 +168,28 @@ async def smtp_accepts(lab: LabContext, client: str, host: str, mail_from: str, 
     return True, str(result.reply)
 
 
+async def smtp_repair(lab: LabContext, client: str, host: str, mail_from: str, rcpt: str,
+                      what: str) -> Repair:
+    """A repair check by one message (``smtp_accepts``): repaired if it is accepted; ``how``
+    is ``what`` (which message, between which nodes) and what the server said."""
+    ok, said = await smtp_accepts(lab, client, host, mail_from, rcpt)
+    return Repair(ok, f"{what}: {'accepted, ' if ok else ''}{said}")
+
+
+async def outbound_repaired(lab: LabContext) -> Repair:
+    """Mail from the company leaves again: the mail server's SMTP session to its next hop
+    accepts a message from the mail domain to the outside sender. The next hop is the
+    smarthost where the mail server has one (the firewall may let it reach nothing else),
+    else the sender's mail server."""
+    roles = lab.roles
+    client = roles.need("mail_server")
+    server = roles.smarthost_address or roles.need("sender_address")
+    sender = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
+    rcpt = f"{roles.need('sender_mailbox')}@{roles.need('sender_domain')}"
+    return await smtp_repair(lab, client, server, sender, rcpt,
+                             f"a message from {sender} to {rcpt}, {client} to {server}:25")
+
+
 _LOSS = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 

@@ -15,7 +15,7 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict
 
-from lab.faults._checks import dns_query, smtp_accepts, tcp_passes
+from lab.faults._checks import dns_query, outbound_repaired, smtp_repair, tcp_passes
 from lab.faults._support import IPv4, age_caches, baseline_service, unused_address
 from lab.faults.base import Cause, Fault, LabContext, NoParams, Repair
 from lab.faults.dns import DELEGATION_TTL
@@ -121,9 +121,8 @@ class RelayDomainMissing(Fault):
         client = roles.need("outside_client")
         server = roles.inbound_public or roles.need("inbound_private")
         sender, rcpt = _outside_message(lab)
-        ok, said = await smtp_accepts(lab, client, server, sender, rcpt)
-        return Repair(ok, f"a message from {client} to {rcpt} through {server}:25: "
-                          f"{'accepted, ' if ok else ''}{said}")
+        return await smtp_repair(lab, client, server, sender, rcpt,
+                                 f"a message from {client} to {rcpt} through {server}:25")
 
 
 class SmarthostRelayRefused(Fault):
@@ -159,13 +158,7 @@ class SmarthostRelayRefused(Fault):
 
     async def check_repaired(self, lab, params) -> Repair:
         """The mail server's session to the smarthost relays a message to the partner."""
-        roles = lab.roles
-        client, server = roles.need("mail_server"), roles.need("smarthost_address")
-        sender = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
-        rcpt = f"{roles.need('sender_mailbox')}@{roles.need('sender_domain')}"
-        ok, said = await smtp_accepts(lab, client, server, sender, rcpt)
-        return Repair(ok, f"a message from {sender} to {rcpt}, {client} to {server}:25: "
-                          f"{'accepted, ' if ok else ''}{said}")
+        return await outbound_repaired(lab)
 
 
 class ForwarderDead(Fault):

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from lab.errors import LabError
-from lab.faults._checks import dns_query, smtp_accepts
+from lab.faults._checks import dns_query, outbound_repaired, smtp_repair
 from lab.faults._support import IPv4, baseline_firewall, firewall_config, restore_item, set_firewall
 from lab.faults.base import Cause, Fault, LabContext, Repair
 from lab.faults.dns import good_addresses, set_mail_address
@@ -38,9 +38,9 @@ async def published_accepts(lab: LabContext) -> Repair:
     address = answer.answers[0]
     rcpt = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
     sender = f"{roles.sender_mailbox or 'test'}@{roles.sender_domain or 'invalid'}"
-    ok, said = await smtp_accepts(lab, client, address, sender, rcpt)
-    return Repair(ok, f"{roles.mail_host} is published as {address}; a message from {client} "
-                      f"to {rcpt} through {address}:25: {'accepted, ' if ok else ''}{said}")
+    return await smtp_repair(lab, client, address, sender, rcpt,
+                             f"{roles.mail_host} is published as {address}; a message from "
+                             f"{client} to {rcpt} through {address}:25")
 
 
 class ProxyServerNotListed(Fault):
@@ -197,16 +197,10 @@ class OutboundSenderRefused(Fault):
         await set_firewall(lab, config.model_copy(update={"proxy": proxy}))
 
     async def check_repaired(self, lab, params) -> Repair:
-        """Mail from the company leaves again: the mail server's SMTP session to the
-        sender's mail server (through the firewall, and its proxy if it relays outbound)
-        accepts a message from the mail domain."""
-        roles = lab.roles
-        client, server = roles.need("mail_server"), roles.need("sender_address")
-        sender = f"{roles.need('mailbox')}@{roles.need('mail_domain')}"
-        rcpt = f"{roles.need('sender_mailbox')}@{roles.need('sender_domain')}"
-        ok, said = await smtp_accepts(lab, client, server, sender, rcpt)
-        return Repair(ok, f"a message from {sender} to {rcpt}, {client} to {server}:25: "
-                          f"{'accepted, ' if ok else ''}{said}")
+        """Mail from the company leaves again: the mail server's SMTP session to its next
+        hop (through the firewall, and its proxy if it relays outbound) accepts a message
+        from the mail domain."""
+        return await outbound_repaired(lab)
 
 
 FAULTS = [ProxyServerNotListed(), ProxyModeMismatch(), OutboundSenderRefused()]

@@ -8,7 +8,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from lab.errors import LabError
-from lab.faults._checks import dns_query, run_async, smtp_accepts
+from lab.faults._checks import dns_query, run_async, smtp_repair
 from lab.faults._support import (
     IPv4,
     age_caches,
@@ -89,9 +89,8 @@ class SmtpDown(Fault):
         else:
             client = roles.need("outside_client")
             server = roles.inbound_public or roles.need("inbound_private")
-        ok, said = await smtp_accepts(lab, client, server, rcpt, rcpt)
-        return Repair(ok, f"a message from {client} to {rcpt} through {server}:25: "
-                          f"{'accepted, ' if ok else ''}{said}")
+        return await smtp_repair(lab, client, server, rcpt, rcpt,
+                                 f"a message from {client} to {rcpt} through {server}:25")
 
 
 def _lan(lab: LabContext) -> ipaddress.IPv4Network:
@@ -134,9 +133,8 @@ class RelayRefused(Fault):
         client, server = roles.need("internal_client"), roles.need("mail_private")
         sender = _address(lab)
         rcpt = _address(lab, "sender_mailbox", "sender_domain")
-        ok, said = await smtp_accepts(lab, client, server, sender, rcpt)
-        return Repair(ok, f"a message from {client} for {rcpt} submitted to {server}:25: "
-                          f"{'accepted, ' if ok else ''}{said}")
+        return await smtp_repair(lab, client, server, sender, rcpt,
+                                 f"a message from {client} for {rcpt} submitted to {server}:25")
 
 
 async def default_route(lab: LabContext, node: str) -> dict | None:

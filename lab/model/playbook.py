@@ -328,8 +328,8 @@ class Playbook(Strict):
                 if name in known:
                     found.append(((*loc, "facts", name), f"fact '{name}' is set twice"))
                 if not re.fullmatch(FACT_PATTERN, name):
-                    found.append(((*loc, "facts", name), f"fact name {name!r} does not match "
-                                  f"{FACT_PATTERN}, so no condition could read it"))
+                    found.append(((*loc, "facts", name), (f"fact name {name!r} does not match "
+                                  f"{FACT_PATTERN}, so no condition could read it")))
             found += _node_problems(step.node, (*loc, "node"), nodes, self.topologies)
             for key in ("when", "skip_when"):
                 cond = getattr(step, key)

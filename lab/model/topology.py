@@ -124,14 +124,14 @@ class Topology(Strict):
         found: list[tuple[Loc, str]] = []
         for seg in self.segments:
             if not re.fullmatch(NAME_PATTERN, seg) or len(seg) > 10:
-                found.append((("segments", seg), "segment names are lowercase letters, digits "
-                              "and '-', at most 10 characters (they name bridges)"))
+                found.append((("segments", seg), ("segment names are lowercase letters, digits "
+                              "and '-', at most 10 characters (they name bridges)")))
             if seg in self.nodes:
                 found.append((("segments", seg), f"'{seg}' is also a node name"))
         for node in self.nodes:
             if not re.fullmatch(NAME_PATTERN, node) or len(node) > 15:
-                found.append((("nodes", node), "node names are lowercase letters, digits and "
-                              "'-', at most 15 characters"))
+                found.append((("nodes", node), ("node names are lowercase letters, digits and "
+                              "'-', at most 15 characters")))
         return found
 
 
@@ -156,8 +156,8 @@ def _node_problems(
         ]:
             floc = loc + (field if isinstance(field, tuple) else (field,))
             if addr.ip not in segment.subnet:
-                found.append((floc, f"{addr.ip} is not in segment {intf.segment} "
-                                    f"({segment.subnet})"))
+                found.append((floc, (f"{addr.ip} is not in segment {intf.segment} "
+                                     f"({segment.subnet})")))
             if addr.ip in seen:
                 found.append((floc, f"{addr.ip} is already used by {seen[addr.ip]}"))
             seen.setdefault(addr.ip, name)

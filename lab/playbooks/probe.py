@@ -154,7 +154,7 @@ def arp(host: str, count: int = 2, timeout: float = 1.0) -> dict[str, Any]:
     """ARP who-has ``host`` on the interface the node's routing table picks, crafted and
     read with scapy: a neighbour that answers ARP is on the link even when it ignores or
     filters IP (ping, TCP); silence means nothing with that address is there."""
-    from scapy.all import ARP, Ether, conf, srp  # noqa: PLC0415 - slow import, only here
+    from scapy.all import ARP, Ether, conf, srp  # a slow import, only here
 
     conf.verb = 0
     iface, _src, gateway = conf.route.route(host)

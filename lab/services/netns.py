@@ -59,7 +59,7 @@ def node_runner(pid: int):
 
     def run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
         proc = subprocess.run(["mnexec", "-a", str(pid), *argv], input=stdin,
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
