@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_name(name): the name the lab_up fixture gives its lab")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """How pytest-xdist shares the tests out (``--dist loadgroup``): a test file runs on
     one worker, so that its module labs are built once; a long file whose tests do not
