@@ -193,17 +193,13 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
 
     Ctrl-C while building stops the build and removes everything (Interrupted says so);
     Ctrl-C after the lab came up leaves it up (Interrupted with ``lab_is_up``)."""
-    from lab.model.topology import load_topology
-
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
-    topo = load_topology(path, variant, overrides)
-    lab = check_lab_name(lab if lab is not None else topo.name)
+    name, text = _load(path, variant, overrides)
+    lab = check_lab_name(lab if lab is not None else name)
     with interrupts.held() as ctrl_c:
-        files = {"topology.yaml": yaml.safe_dump(topo.model_dump(
-                     mode="json", exclude={"variants"}), sort_keys=False),
-                 "source": str(path.resolve()) + "\n"}
+        files = {"topology.yaml": text, "source": str(path.resolve()) + "\n"}
         _claim(lab, files)
         try:
             if ctrl_c.hit:
@@ -218,6 +214,25 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
         raise Interrupted(f"lab '{lab}' is up (it was ready before Ctrl-C)",
                           hint=f"`lab down --lab {lab}` takes it down", lab_is_up=lab)
     return LabState.load(lab)
+
+
+def _load(path: Path, variant: str | None, overrides: dict | None) -> tuple[str, str]:
+    """The topology's name and its YAML for the supervisor: loaded by the launcher, which
+    has the models imported, unless there are overrides or no launcher is to be had."""
+    if overrides is None and os.environ.get("LAB_LAUNCHER") != "off":
+        from lab.engine import launcher
+
+        with contextlib.suppress(launcher.Unavailable):
+            return launcher.load_topology(path, variant)
+    from lab.model.topology import load_topology
+
+    topo = load_topology(path, variant, overrides)
+    return topo.name, topology_yaml(topo)
+
+
+def topology_yaml(topo: Topology) -> str:
+    """The topology as the supervisor reads it (lab_dir/topology.yaml)."""
+    return yaml.safe_dump(topo.model_dump(mode="json", exclude={"variants"}), sort_keys=False)
 
 
 def _claim(lab: str, files: dict[str, str]) -> None:
