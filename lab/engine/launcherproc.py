@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.engine.identity import set_identity
@@ -104,7 +105,10 @@ class Launcher:
             self._load(msg["load"], fds, conn)
             return
         try:
-            pid = self._fork(msg["lab"], msg["env"], fds, conn)
+            lab, env = msg["lab"], msg["env"]
+            if len(fds) != 2 or not isinstance(lab, str) or not isinstance(env, dict):
+                raise ValueError("expected a lab, its environment, the ready pipe and the log")
+            pid = self._fork(lambda: _child(lab, env, fds, conn))
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"launcher: request refused: {e}", flush=True)
             conn.close()
@@ -121,16 +125,15 @@ class Launcher:
             conn.close()
         self._reap()  # a child that died at once
 
-    def _fork(self, lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -> int:
-        if len(fds) != 2 or not isinstance(lab, str) or not isinstance(env, dict):
-            raise ValueError("expected a lab, its environment, the ready pipe and the log")
+    def _fork(self, run: Callable[[], int]) -> int:
+        """A child that runs ``run`` and ends with its status: never back into the loop."""
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                conn.close()
-                code = _child(self, lab, env, fds)
+                self.close_in_child()
+                code = run()
             except BaseException:  # noqa: BLE001 - the child must never return into the loop
                 import traceback
 
@@ -143,19 +146,7 @@ class Launcher:
         """Fork a child that loads a topology for `lab up` and answers it (load_child)."""
         for fd in fds:
             os.close(fd)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                self.close_in_child()
-                code = load_child(request, conn)
-            except BaseException:  # noqa: BLE001 - the child must never return into the loop
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
+        pid = self._fork(lambda: load_child(request, conn))
         conn.close()
         self.children[pid] = None
 
@@ -209,10 +200,10 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
         raise
 
 
-def _child(launcher: Launcher, lab: str, env: dict[str, str], fds: list[int]) -> int:
+def _child(lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -> int:
     """In the forked child: become the lab's supervisor."""
     ready_fd, log_fd = fds
-    launcher.close_in_child()
+    conn.close()
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDONLY)
