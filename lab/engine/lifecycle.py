@@ -19,7 +19,7 @@ import yaml
 
 from lab.engine import control, interrupts
 from lab.engine.channel import public_socket
-from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
+from lab.engine.procs import kill_owned, netns_inode
 from lab.engine.state import (
     NODE_PATH,
     OWNER_ENV,
@@ -397,24 +397,19 @@ def clean_one(lab: str, force: bool = False) -> Cleaned:
         raise LabError(f"lab '{lab}' is running", hint="stop it with `lab down`")
     if state is not None and force and state.supervisor.alive():
         os.kill(state.supervisor.pid, 9)
-    netns = _confirmed_netns(lab, state)
+    netns = _recorded_netns(state)
     return Cleaned(lab, _remove(lab, netns))
 
 
-def _confirmed_netns(lab: str, state: LabState | None) -> set[int]:
-    """The recorded namespaces that still exist and are really the lab's.
-
-    After a crash a namespace inode number can be reused by another lab, so an inode is
-    only trusted when a process living in it shows the namespace cookie recorded for it.
-    """
+def _recorded_netns(state: LabState | None) -> dict[int, int]:
+    """The lab's namespaces (inode -> cookie) as recorded: after a crash an inode number
+    may be another lab's by now, so only those with a cookie to check them by."""
     if state is None:
-        return set()
-    recorded = {rec.netns: rec.cookie for rec in state.nodes.values() if rec.cookie}
-    return {ino for ino, pids in holders(set(recorded)).items()
-            if any(netns_cookie(pid) == recorded[ino] for pid in pids)}
+        return {}
+    return {rec.netns: rec.cookie for rec in state.nodes.values() if rec.cookie}
 
 
-def _remove(lab: str, netns: set[int]) -> int:
+def _remove(lab: str, netns: dict[int, int]) -> int:
     from lab.engine.procs import owned_processes
 
     found = len(owned_processes(lab, netns))
