@@ -166,12 +166,20 @@ class Density:
     def probe(self, runs: int, alone: bool = False) -> tuple[float, str]:
         """`lab up` of one more lab: the median of ``runs``; all stay up, or (``alone``)
         all but the last are taken down again, so that the count grows by one."""
-        times = []
-        for i in range(runs):
+        times: list[float] = []
+        failures = 0
+        while len(times) < runs:
             name, took, err = self.up()
-            if err:
-                return float("nan"), err
+            if err:  # counted as in fill(); two in a row stop the probe
+                self.failed.append(f"{name}: {err}")
+                self.labs.remove(name)
+                failures += 1
+                if failures == 2:
+                    return float("nan"), err
+                continue
+            failures = 0
             times.append(took)
+            i = len(times) - 1
             if alone and i < runs - 1:
                 run_lab("down", "--lab", name)
                 self.labs.remove(name)
