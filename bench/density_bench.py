@@ -11,8 +11,9 @@ Starts labs (topology mail-dmz, names PREFIX-1...) in waves of W at once up to N
     the labs; the supervisor's own; the launcher's (shared by all, said apart);
   * idle CPU per lab over --idle seconds: utime+stime (and the children's the labs
     reaped) of every lab process, as % of one core per lab.
-At the top it runs `lab verify` in --sample labs picked at random. If a `lab up` fails it
-stops there and says at which count, with the kernel limits that usually cause it. Then it
+At the top it runs `lab verify` in --sample labs picked at random. A `lab up` that fails
+is counted and the fill goes on; a wave in which every `lab up` fails stops it there,
+saying at which count, with the kernel limits that usually cause it. Then it
 takes every lab down (in waves) and checks nothing is left: no process marked with one of
 its labs, no state directory, no mount under the state root, no named network namespace
 and no bridge on the host.
@@ -135,6 +136,7 @@ class Density:
         self.prefix = prefix
         self.wave = wave
         self.labs: list[str] = []
+        self.failed: list[str] = []  # labs whose `lab up` failed (taken down again)
         self.count = 0
 
     def up(self) -> tuple[str, float, str]:
@@ -145,25 +147,39 @@ class Density:
         return name, took, "" if p.returncode == 0 else (p.stderr.strip() or f"rc {p.returncode}")
 
     def fill(self, target: int) -> str:
-        """Start labs W at a time until ``target`` run; the first error, if any."""
+        """Start labs W at a time until ``target`` run. A lab that fails is taken down and
+        counted (``failed``); a wave in which every lab fails stops the fill: its first
+        error, the limit reached."""
         while len(self.labs) < target:
             n = min(self.wave, target - len(self.labs))
             with ThreadPoolExecutor(max_workers=n) as pool:
                 results = list(pool.map(lambda _: self.up(), range(n)))
             errors = [f"{name}: {err}" for name, _, err in results if err]
-            if errors:
+            for name, _, err in results:
+                if err:  # `lab up` removed what it had started
+                    self.failed.append(f"{name}: {err}")
+                    self.labs.remove(name)
+            if len(errors) == n:
                 return errors[0]
         return ""
 
     def probe(self, runs: int, alone: bool = False) -> tuple[float, str]:
         """`lab up` of one more lab: the median of ``runs``; all stay up, or (``alone``)
         all but the last are taken down again, so that the count grows by one."""
-        times = []
-        for i in range(runs):
+        times: list[float] = []
+        failures = 0
+        while len(times) < runs:
             name, took, err = self.up()
-            if err:
-                return float("nan"), err
+            if err:  # counted as in fill(); two in a row stop the probe
+                self.failed.append(f"{name}: {err}")
+                self.labs.remove(name)
+                failures += 1
+                if failures == 2:
+                    return float("nan"), err
+                continue
+            failures = 0
             times.append(took)
+            i = len(times) - 1
             if alone and i < runs - 1:
                 run_lab("down", "--lab", name)
                 self.labs.remove(name)
@@ -209,8 +225,9 @@ class Density:
         return time.perf_counter() - started
 
     def leftovers(self) -> dict[str, int]:
-        marked = len(Procs(self.labs).owner)
-        states = sum((STATE_ROOT / lab).exists() for lab in self.labs)
+        every = self.labs + [f.split(":")[0] for f in self.failed]
+        marked = len(Procs(every).owner)
+        states = sum((STATE_ROOT / lab).exists() for lab in every)
         mounts = sum(str(STATE_ROOT) in line
                      for line in Path("/proc/self/mountinfo").read_text().splitlines())
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
@@ -248,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"stopped at {len(bench.labs)} labs started: {stopped}")
             print("limits: " + "; ".join(f"{k} {read(v)}" for k, v in LIMITS.items()))
             print("memory: " + " ".join(read("/proc/meminfo").splitlines()[:3]))
+        if bench.failed:
+            print(f"{len(bench.failed)} lab ups failed (the fill went on): "
+                  + "; ".join(bench.failed[:3]))
         passed, tried, took = bench.verify(args.sample)
         print(f"lab verify at the top: {passed}/{tried} labs pass (median {took:.2f} s)")
     finally:

@@ -232,3 +232,34 @@ def test_clean_leaves_a_lab_that_is_still_starting_alone(labs, lab_cli, lab_comm
     assert f"cleaned lab {name}" not in cleaned.stdout
     assert listed[name]["state"] in ("starting", "running")
     assert lab_cli("exec", "--lab", name, "admin", "--", "true").returncode == 0
+
+
+@pytest.fixture
+def stranger():
+    """A process in a network namespace of its own that belongs to no lab."""
+    import subprocess
+
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.stat(f"/proc/{proc.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            assert time.monotonic() < deadline, "unshare did not make its namespace"
+            time.sleep(0.005)
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("same_cookie", [True, False], ids=["its-namespace", "inode-reused"])
+def test_a_namespace_inode_counts_only_with_its_cookie(stranger, same_cookie):
+    """A lab's teardown looks for processes in its namespaces by inode number, which the
+    kernel hands to the next new namespace as soon as one is gone: another lab starting
+    beside it lost a node shell that way (its build then hung). The recorded cookie
+    decides."""
+    from lab.engine.procs import netns_cookie, netns_inode, owned_processes
+
+    ino, cookie = netns_inode(stranger), netns_cookie(stranger)
+    assert cookie
+    recorded = {ino: cookie if same_cookie else cookie + 1}
+    assert (stranger in owned_processes("t-cl-nobody", recorded)) is same_cookie

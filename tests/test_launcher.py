@@ -165,3 +165,31 @@ def test_a_killed_launcher_leaves_the_labs_up_and_is_replaced(root):
     _, sup = root.up("t-launch-k2")
     (new,) = launchers(root.path)
     assert new != launcher and parent(sup) == new
+
+
+BAD_TOPOLOGY = """\
+name: t-bad
+segments:
+  lan: {}
+nodes:
+  a:
+    interfaces:
+      - {segment: lan, address: 198.51.100.5/24}
+"""
+
+
+@pytest.mark.parametrize("args", [("BAD",), ("mail-dmz", "--variant", "nosuch")],
+                         ids=["invalid-file", "unknown-variant"])
+def test_a_topology_loaded_by_the_launcher_fails_as_a_local_load_does(root, tmp_path, args):
+    """`lab up` has the launcher load the topology (it has the models imported): the
+    error and its hint are those of a load in `lab up` itself, and nothing is built."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_TOPOLOGY)
+    args = tuple(str(bad) if a == "BAD" else a for a in args)
+    local = root.lab("up", *args, LAB_LAUNCHER="off")
+    assert launchers(root.path) == []
+    through = root.lab("up", *args)
+    assert len(launchers(root.path)) == 1
+    assert local.returncode == through.returncode == 1
+    assert "hint: " in local.stderr and through.stderr == local.stderr
+    assert [p.name for p in root.path.iterdir() if not p.name.startswith("_")] == []

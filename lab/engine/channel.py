@@ -29,7 +29,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lab.engine.seal import NODE_SOCKET
+from lab.engine.nodebin import NODE_SOCKET
 from lab.engine.state import check_lab_name, state_root
 from lab.errors import LabError
 

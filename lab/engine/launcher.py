@@ -10,7 +10,9 @@ for ``IDLE`` seconds; `lab clean` ends an idle one at once. It carries
 ownership, like everything a lab starts.
 
 A request is one JSON line (the lab and the supervisor's environment) with two file
-descriptors (the ready pipe's write end, the supervisor's log). The launcher forks; the
+descriptors (the ready pipe's write end, the supervisor's log); or, from `lab up` before
+it claims a lab, a topology to load (``load_topology``: a child validates it and
+answers). The launcher forks; the
 child points /proc/self/cmdline and /proc/self/environ at the supervisor's own argv and
 environment (lab.engine.identity: what `ps`, `lab clean` and ownership checks read;
 never the launcher's or a caller's) and runs the supervisor. This module is the client
@@ -101,6 +103,35 @@ def launch(lab: str, env: dict[str, str], ready_fd: int, log_fd: int) -> Launche
         if launched is not None:
             return launched
     raise Unavailable("the launcher is not answering")
+
+
+def load_topology(path: Path, variant: str | None) -> tuple[str, str]:
+    """The topology at ``path`` (with ``variant``) loaded and validated in a child of the
+    launcher, which has the models imported (`lab up` importing them itself spends about
+    0.2 s on it): the topology's name and the YAML `lab up` writes for the supervisor.
+    LabError as a load in this process raises it; Unavailable when no launcher answered
+    (the caller loads the topology itself)."""
+    body = json.dumps({"load": {"path": str(path), "variant": variant,
+                                "cwd": os.getcwd()}}).encode() + b"\n"
+    for attempt in range(2):
+        try:
+            conn = connect() if attempt == 0 else _start_and_connect()
+        except OSError:
+            continue
+        with conn:
+            try:
+                conn.sendall(body)
+                conn.settimeout(REPLY_TIMEOUT)
+                reply = read_line(conn)
+            except (OSError, ValueError):
+                reply = None
+        if reply is not None and "yaml" in reply:
+            return reply["name"], reply["yaml"]
+        if reply is not None and "error" in reply:
+            raise LabError(reply["error"], reply.get("hint", ""))
+        if reply is not None:
+            break
+    raise Unavailable("the launcher did not load the topology")
 
 
 def connect() -> socket.socket:

@@ -3,7 +3,8 @@
 It imports what a supervisor needs once, then serves requests on its socket: for each,
 it forks; the child makes a session of its own, takes the supervisor's own argv and
 environment (lab.engine.identity), and runs ``lab.engine.supervisor.main``. The launcher
-answers the child's PID, and its exit status later if `lab up` still waits on it. It
+answers the child's PID, and its exit status later if `lab up` still waits on it. A
+topology `lab up` asks to have loaded is loaded in a forked child too (load_child). It
 never runs a lab's code itself, and it ends when idle or when its code has changed.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from lab.engine.identity import set_identity
 from lab.engine.launcher import IDLE, START_TIMEOUT, connect, home, socket_path
@@ -98,8 +101,14 @@ class Launcher:
             print(f"launcher: request refused: {e}", flush=True)
             conn.close()
             return
+        if isinstance(msg, dict) and "load" in msg:
+            self._load(msg["load"], fds, conn)
+            return
         try:
-            pid = self._fork(msg["lab"], msg["env"], fds, conn)
+            lab, env = msg["lab"], msg["env"]
+            if len(fds) != 2 or not isinstance(lab, str) or not isinstance(env, dict):
+                raise ValueError("expected a lab, its environment, the ready pipe and the log")
+            pid = self._fork(lambda: _child(lab, env, fds, conn))
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"launcher: request refused: {e}", flush=True)
             conn.close()
@@ -116,16 +125,15 @@ class Launcher:
             conn.close()
         self._reap()  # a child that died at once
 
-    def _fork(self, lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -> int:
-        if len(fds) != 2 or not isinstance(lab, str) or not isinstance(env, dict):
-            raise ValueError("expected a lab, its environment, the ready pipe and the log")
+    def _fork(self, run: Callable[[], int]) -> int:
+        """A child that runs ``run`` and ends with its status: never back into the loop."""
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                conn.close()
-                code = _child(self, lab, env, fds)
+                self.close_in_child()
+                code = run()
             except BaseException:  # noqa: BLE001 - the child must never return into the loop
                 import traceback
 
@@ -133,6 +141,14 @@ class Launcher:
             finally:
                 os._exit(code)
         return pid
+
+    def _load(self, request: dict, fds: list[int], conn: socket.socket) -> None:
+        """Fork a child that loads a topology for `lab up` and answers it (load_child)."""
+        for fd in fds:
+            os.close(fd)
+        pid = self._fork(lambda: load_child(request, conn))
+        conn.close()
+        self.children[pid] = None
 
     def _reap(self) -> None:
         with contextlib.suppress(OSError):
@@ -184,10 +200,10 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
         raise
 
 
-def _child(launcher: Launcher, lab: str, env: dict[str, str], fds: list[int]) -> int:
+def _child(lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -> int:
     """In the forked child: become the lab's supervisor."""
     ready_fd, log_fd = fds
-    launcher.close_in_child()
+    conn.close()
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -205,6 +221,25 @@ def _child(launcher: Launcher, lab: str, env: dict[str, str], fds: list[int]) ->
     from lab.engine.supervisor import main
 
     return main([lab, str(ready_fd)])
+
+
+def load_child(request: dict, conn: socket.socket) -> int:
+    """In a forked child: load the topology `lab up` asked for, in its working directory,
+    and answer its name and YAML, or the error as a load in `lab up` would raise it. Any
+    other failure ends the child without an answer: `lab up` then loads it itself."""
+    from lab.engine.lifecycle import topology_yaml
+    from lab.errors import LabError
+    from lab.model.topology import load_topology
+
+    os.chdir(request["cwd"])
+    try:
+        topo = load_topology(Path(request["path"]), request["variant"])
+        reply = {"name": topo.name, "yaml": topology_yaml(topo)}
+    except LabError as e:
+        reply = {"error": e.message, "hint": e.hint}
+    with contextlib.suppress(OSError):  # `lab up` gone (Ctrl-C): nobody to answer
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+    return 0
 
 
 # what a supervisor imports, loaded once before any fork

@@ -19,7 +19,7 @@ import yaml
 
 from lab.engine import control, interrupts
 from lab.engine.channel import public_socket
-from lab.engine.procs import holders, kill_owned, netns_cookie, netns_inode
+from lab.engine.procs import kill_owned, netns_inode
 from lab.engine.state import (
     NODE_PATH,
     OWNER_ENV,
@@ -193,17 +193,13 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
 
     Ctrl-C while building stops the build and removes everything (Interrupted says so);
     Ctrl-C after the lab came up leaves it up (Interrupted with ``lab_is_up``)."""
-    from lab.model.topology import load_topology
-
     require_root()
     require_dependencies()
     path = resolve_topology(ref)
-    topo = load_topology(path, variant, overrides)
-    lab = check_lab_name(lab if lab is not None else topo.name)
+    name, text = _load(path, variant, overrides)
+    lab = check_lab_name(lab if lab is not None else name)
     with interrupts.held() as ctrl_c:
-        files = {"topology.yaml": yaml.safe_dump(topo.model_dump(
-                     mode="json", exclude={"variants"}), sort_keys=False),
-                 "source": str(path.resolve()) + "\n"}
+        files = {"topology.yaml": text, "source": str(path.resolve()) + "\n"}
         _claim(lab, files)
         try:
             if ctrl_c.hit:
@@ -218,6 +214,25 @@ def up(ref: str, lab: str | None = None, variant: str | None = None,
         raise Interrupted(f"lab '{lab}' is up (it was ready before Ctrl-C)",
                           hint=f"`lab down --lab {lab}` takes it down", lab_is_up=lab)
     return LabState.load(lab)
+
+
+def _load(path: Path, variant: str | None, overrides: dict | None) -> tuple[str, str]:
+    """The topology's name and its YAML for the supervisor: loaded by the launcher, which
+    has the models imported, unless there are overrides or no launcher is to be had."""
+    if overrides is None and os.environ.get("LAB_LAUNCHER") != "off":
+        from lab.engine import launcher
+
+        with contextlib.suppress(launcher.Unavailable):
+            return launcher.load_topology(path, variant)
+    from lab.model.topology import load_topology
+
+    topo = load_topology(path, variant, overrides)
+    return topo.name, topology_yaml(topo)
+
+
+def topology_yaml(topo: Topology) -> str:
+    """The topology as the supervisor reads it (lab_dir/topology.yaml)."""
+    return yaml.safe_dump(topo.model_dump(mode="json", exclude={"variants"}), sort_keys=False)
 
 
 def _claim(lab: str, files: dict[str, str]) -> None:
@@ -382,24 +397,19 @@ def clean_one(lab: str, force: bool = False) -> Cleaned:
         raise LabError(f"lab '{lab}' is running", hint="stop it with `lab down`")
     if state is not None and force and state.supervisor.alive():
         os.kill(state.supervisor.pid, 9)
-    netns = _confirmed_netns(lab, state)
+    netns = _recorded_netns(state)
     return Cleaned(lab, _remove(lab, netns))
 
 
-def _confirmed_netns(lab: str, state: LabState | None) -> set[int]:
-    """The recorded namespaces that still exist and are really the lab's.
-
-    After a crash a namespace inode number can be reused by another lab, so an inode is
-    only trusted when a process living in it shows the namespace cookie recorded for it.
-    """
+def _recorded_netns(state: LabState | None) -> dict[int, int]:
+    """The lab's namespaces (inode -> cookie) as recorded: after a crash an inode number
+    may be another lab's by now, so only those with a cookie to check them by."""
     if state is None:
-        return set()
-    recorded = {rec.netns: rec.cookie for rec in state.nodes.values() if rec.cookie}
-    return {ino for ino, pids in holders(set(recorded)).items()
-            if any(netns_cookie(pid) == recorded[ino] for pid in pids)}
+        return {}
+    return {rec.netns: rec.cookie for rec in state.nodes.values() if rec.cookie}
 
 
-def _remove(lab: str, netns: set[int]) -> int:
+def _remove(lab: str, netns: dict[int, int]) -> int:
     from lab.engine.procs import owned_processes
 
     found = len(owned_processes(lab, netns))

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 MOUNT_POINT = "/usr/local/sbin"
+NODE_SOCKET_DIR = "/run/lab-node"  # inside a node: the trainee channel of its lab
+NODE_SOCKET = f"{NODE_SOCKET_DIR}/lab.sock"
 
 # command name -> python module with a main(argv) that runs inside the node, and the
 # name of that function when it is not ``main``

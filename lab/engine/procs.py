@@ -48,17 +48,6 @@ def netns_cookie(pid: int) -> int | None:
         return None
 
 
-def holders(netns: set[int]) -> dict[int, list[int]]:
-    """netns inode -> PIDs of the processes living in it, for the given inodes."""
-    found: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            ino = netns_inode(int(entry.name))
-            if ino in netns:
-                found.setdefault(ino, []).append(int(entry.name))
-    return found
-
-
 def _has_marker(pid: int, marker: bytes) -> bool:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes()
@@ -67,20 +56,42 @@ def _has_marker(pid: int, marker: bytes) -> bool:
     return marker in env.split(b"\0")
 
 
-def owned_processes(lab: str, netns: set[int]) -> list[int]:
-    """PIDs carrying the lab's marker or living in one of its network namespaces."""
+def owned_processes(lab: str, netns: dict[int, int]) -> list[int]:
+    """PIDs carrying the lab's marker or living in one of its network namespaces.
+
+    ``netns`` maps the inode number of each of the lab's namespaces to its cookie (0:
+    unknown, the inode is trusted). The kernel gives a gone namespace's inode number to
+    the next new one at once (another lab's, starting beside this one), so a process in
+    one of these inodes counts only if its namespace shows the recorded cookie."""
     marker = f"{OWNER_ENV}={lab}".encode()
     me = os.getpid()
-    found = []
+    found, by_netns = [], {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         if pid == me:
             continue
-        if (netns and netns_inode(pid) in netns) or _has_marker(pid, marker):
+        ino = netns_inode(pid) if netns else None
+        if ino in netns:
+            by_netns.setdefault(ino, []).append(pid)
+        elif _has_marker(pid, marker):
             found.append(pid)
+    for ino, pids in by_netns.items():
+        if netns[ino] == 0 or _shows_cookie(pids, netns[ino]):
+            found += pids
+        else:
+            found += [pid for pid in pids if _has_marker(pid, marker)]
     return found
+
+
+def _shows_cookie(pids: list[int], cookie: int) -> bool:
+    """Whether the namespace these processes share is the one with ``cookie``."""
+    for pid in pids:
+        seen = netns_cookie(pid)
+        if seen is not None:  # None: the process is gone, ask the next
+            return seen == cookie
+    return False
 
 
 def marked_processes(marker: str) -> list[int]:
@@ -110,7 +121,7 @@ def stop_processes(pids: list[int], timeout: float = 5.0) -> None:
             return
 
 
-def kill_owned(lab: str, netns: set[int], timeout: float = 5.0) -> list[int]:
+def kill_owned(lab: str, netns: dict[int, int], timeout: float = 5.0) -> list[int]:
     """SIGKILL every process the lab owns until none is left; return the PIDs it still
     finds after ``timeout`` (none, normally)."""
     deadline = time.monotonic() + timeout

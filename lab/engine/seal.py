@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.engine.nodebin import MOUNT_POINT
+from lab.engine.nodebin import MOUNT_POINT, NODE_SOCKET_DIR
 from lab.engine.state import ProcRef
 from lab.errors import LabError
 
@@ -45,8 +45,6 @@ CAPABILITIES = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "
                 "setpcap", "setfcap", "net_bind_service", "sys_chroot", "audit_write",
                 "net_raw", "net_admin")
 
-NODE_SOCKET_DIR = "/run/lab-node"  # inside a node: the trainee channel of its lab
-NODE_SOCKET = f"{NODE_SOCKET_DIR}/lab.sock"
 HOME = "/root"
 
 # /proc entries masked or made read-only as container runtimes do; only those this

@@ -311,7 +311,7 @@ class Supervisor:
         self.kill_inits()
         if self.network is not None:
             stop_shells(self.network)
-        netns = {rec.netns for rec in self.state.nodes.values()}
+        netns = {rec.netns: rec.cookie for rec in self.state.nodes.values()}
         kill_owned(self.lab, netns)
         shutil.rmtree(self.dir, ignore_errors=True)
         public_socket(self.lab).unlink(missing_ok=True)
