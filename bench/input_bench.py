@@ -88,7 +88,7 @@ def main() -> None:
             path.write_text(text)
             ours = cpu(bounded(path), args.runs)
             mem = peak_mb(bounded(path))
-            base = (cpu(lambda: yaml.load(text, Loader=yaml.CSafeLoader), args.runs)
+            base = (cpu(lambda text=text: yaml.load(text, Loader=yaml.CSafeLoader), args.runs)
                     if baseline_ok else None)
             ratio = f"{ours / base:6.2f}" if base else f"{'-':>6}"
             base_s = f"{base:10.4f}" if base else f"{'-':>10}"

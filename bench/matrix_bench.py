@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import labcli  # noqa: E402,F401 - puts the project on sys.path
+import labcli  # noqa: F401 - puts the project on sys.path
 
 from lab.engine.attempt import load
 from lab.engine.lifecycle import SCENARIO_DIR, require_root

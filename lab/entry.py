@@ -1,4 +1,5 @@
-"""The `lab` command's entry point: Ctrl-C before the command runs ends it quietly.
+"""The `lab` command's entry point: Ctrl-C before the command runs ends it quietly, and
+so does a closed output pipe.
 
 Importing the CLI takes a moment; a KeyboardInterrupt raised among those imports would
 print a traceback. Until ``lab.cli.main`` runs (and handles Ctrl-C itself), SIGINT simply
@@ -6,7 +7,9 @@ ends the process: nothing has been done yet.
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 
 
 def main() -> int:
@@ -14,4 +17,10 @@ def main() -> int:
     from lab.cli import main as run
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run()
+    try:
+        return run()
+    except BrokenPipeError:
+        # whoever read the output went away (`lab ls | head`): end quietly, as Unix tools
+        # do; stdout goes to /dev/null so that Python's own final flush says nothing either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

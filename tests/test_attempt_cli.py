@@ -82,7 +82,7 @@ def shell_session(lab: str, node: str, lines: list[str], timeout: float = 30) ->
 
 
 class _Checker(HTMLParser):
-    VOID = {"meta", "br", "hr", "img", "link", "input", "col", "area", "base", "wbr"}
+    VOID = frozenset({"meta", "br", "hr", "img", "link", "input", "col", "area", "base", "wbr"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,7 +132,7 @@ def test_full_attempt(labs, tmp_path):
     from lab.scoring.causes import CAUSE_IDS  # the menu, derived from the fault catalog
 
     for cause in CAUSE_IDS:
-        assert re.search(rf"^\s+{cause}\s", causes, re.M), cause
+        assert re.search(rf"^\s+{cause}\s", causes, re.MULTILINE), cause
 
     # investigation: DNS first from outside, then the firewall
     dig = ok("exec", "--lab", lab, "ext-ws", "--", "dig", "+short", "mail.example.net")

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,6 +191,6 @@ def test_supervisor_does_not_inherit_the_callers_environment(labs, lab_cli, lab_
     env = {**os.environ, "SUDO_COMMAND": "lab start x --fault dns-wrong-address"}
     assert lab_cli("up", "mail-dmz", "--lab", name, env=env).returncode == 0
     pid = lab_state(name)["supervisor"]["pid"]
-    environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert not [e for e in environ if e.startswith(b"SUDO_")]
     assert f"LAB_INSTANCE={name}".encode() in environ

@@ -167,16 +167,16 @@ def test_duplicate_node_names_both_lines(tmp_path):
     assert first != second
     problems = problems_of(write(tmp_path, text))
     assert problems == [(max(first, second), "nodes.admin",
-                         f"duplicate key 'admin' (first at line {min(first, second)}): one of "
-                         "them would be lost")]
+                         (f"duplicate key 'admin' (first at line {min(first, second)}): one of "
+                         "them would be lost"))]
 
 
 def test_duplicate_keys_in_a_playbook_and_a_scenario(tmp_path):
     pb = write(tmp_path, PLAYBOOK.replace("name: inbound\n", "name: inbound\nname: other\n"),
                "pb.yaml")
     first = PLAYBOOK.splitlines().index("name: inbound") + 1
-    assert problems_of(pb) == [(first + 1, "name", f"duplicate key 'name' (first at line "
-                                                  f"{first}): one of them would be lost")]
+    assert problems_of(pb) == [(first + 1, "name", (f"duplicate key 'name' (first at line "
+                                                  f"{first}): one of them would be lost"))]
     sc = write(tmp_path, SCENARIO + "time_limit: 5\n", "sc.yaml")
     assert "duplicate key 'time_limit'" in problems_of(sc)[0][2]
 

@@ -162,5 +162,5 @@ def test_an_unknown_topology_is_named(tmp_path):
     text = WAIT.replace("name: hd-wait\n", "name: hd-wait\ntopology: no-such-net\n")
     with pytest.raises(FileError) as err:
         load_playbook(write(tmp_path, text))
-    assert err.value.problems == [(2, "topology", "unknown topology 'no-such-net' (no "
-                                                  "topologies/no-such-net.yaml)")]
+    assert err.value.problems == [(2, "topology", ("unknown topology 'no-such-net' (no "
+                                                  "topologies/no-such-net.yaml)"))]

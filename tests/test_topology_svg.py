@@ -2,10 +2,12 @@
 topology has them, faulty nodes marked, text escaped; the CLI writes the same document."""
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import LAB_CMD
 
 from lab.model.topology import load_topology
 from lab.ui.topology_svg import render_svg
@@ -90,3 +92,14 @@ def test_cli_unwritable_path_is_a_clear_error(lab_cli):
     assert p.returncode == 1
     assert p.stderr.startswith("lab: error: cannot write /nonexistent-dir/x.svg")
     assert "Traceback" not in p.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`lab topology NAME --roles | head -1`: the reader goes away, the command ends as Unix
+    tools do (status 141, SIGPIPE), without a BrokenPipeError traceback."""
+    lab = subprocess.Popen([*LAB_CMD, "topology", "mail-dmz", "--roles"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert lab.stdout.readline().startswith(b"topology mail-dmz")
+    lab.stdout.close()  # as head does after its line
+    err = lab.stderr.read().decode()
+    assert (lab.wait(timeout=30), err) == (141, "")

@@ -9,6 +9,7 @@ every node has eth0, eth1, ...; every bridge is named after its segment.
 from __future__ import annotations
 
 import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,8 +219,8 @@ def stop_shells(lab: LabNetwork) -> None:
         if shell is not None:
             try:
                 shell.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:
-                pass
+            except subprocess.TimeoutExpired:
+                pass  # a shell still running after the deadline: Mininet's stop kills it
 
 
 def quote(args: list[str]) -> str:

@@ -87,15 +87,15 @@ def render_svg(topo: Topology, marked: frozenset[str] | set[str] = frozenset()) 
     height = MARGIN + LINE_H + len(segments) * row_h
     width += MARGIN
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="topology" '
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="topology" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
-           f'font-family="monospace" font-size="12">',
+           f'font-family="monospace" font-size="12">'),
            f"<title>{escape(topo.name)}</title>",
-           '<style>.bus{stroke:#456;stroke-width:3}.link{stroke:#456;stroke-width:1.5}'
+           ('<style>.bus{stroke:#456;stroke-width:3}.link{stroke:#456;stroke-width:1.5}'
            '.box{fill:#f4f7fb;stroke:#456;stroke-width:1.2}'
            '.box.faulty{fill:#fde8e8;stroke:#c0392b;stroke-width:3}'
            '.name{font-weight:bold}.seg{fill:#345;font-weight:bold}'
-           '.badge{fill:#c0392b;font-weight:bold}.dot{fill:#456}</style>']
+           '.badge{fill:#c0392b;font-weight:bold}.dot{fill:#456}</style>')]
     bus_x0 = MARGIN
     for s in segments:
         y = bus_y[s]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from lab.scoring.report import from_json
-from lab.scoring.report import render_html
+from lab.scoring.report import from_json, render_html
 from lab.ui.topology_svg import render_svg
 from lab.web.roster import Trainee
 
