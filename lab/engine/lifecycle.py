@@ -472,7 +472,7 @@ def check_node_up(lab: str, node: str, what: str, wait: float = 1.0) -> None:
             init = LabState.load(lab).nodes[node].init_proc if running else None
         except (LabError, KeyError):
             running, init = False, None
-        if not running:
+        if not running or is_stopping(lab):  # an orderly down under way says so first
             raise LabError(f"lab {lab} went down; {what} in {node} has ended")
         if init is None or not init.alive() or _exiting(init.pid):
             if time.monotonic() < deadline:
