@@ -20,3 +20,11 @@ class Interrupted(LabError):
     def __init__(self, message: str, hint: str = "", lab_is_up: str | None = None) -> None:
         super().__init__(message, hint)
         self.lab_is_up = lab_is_up  # the lab's name when it is up and was left running
+
+
+def went_down(lab: str, node: str, what: str, *, whole_lab: bool) -> LabError:
+    """Why a shell or command in a node ended without an exit status: the lab went down
+    (``whole_lab``), or only the node did. One wording for every client."""
+    if whole_lab:
+        return LabError(f"lab {lab} went down; {what} in {node} has ended")
+    return LabError(f"node {node} of lab {lab} went down; {what} has ended")

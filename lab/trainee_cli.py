@@ -7,7 +7,7 @@ import socket
 from lab import access
 from lab.engine import channel, relay
 from lab.engine.nodeexec import PASSED_ENV
-from lab.errors import LabError
+from lab.errors import LabError, went_down
 
 
 def _caller_env() -> dict[str, str]:
@@ -20,8 +20,8 @@ def _ended(lab: str | None, node: str, what: str) -> LabError:
     try:
         channel.request(lab, "hello")
     except LabError:
-        return LabError(f"lab {name} went down; {what} in {node} has ended")
-    return LabError(f"node {node} of lab {name} went down; {what} has ended")
+        return went_down(name, node, what, whole_lab=True)
+    return went_down(name, node, what, whole_lab=False)
 
 
 def execute(lab: str | None, node: str, argv: list[str]) -> int:

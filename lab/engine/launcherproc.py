@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lab.engine.identity import set_identity
 from lab.engine.launcher import IDLE, START_TIMEOUT, connect, home, socket_path
+from lab.engine.procs import reaped_children
 from lab.engine.state import proc_start_time
 
 
@@ -153,13 +154,7 @@ class Launcher:
     def _reap(self) -> None:
         with contextlib.suppress(OSError):
             os.read(self.wake_r, 4096)
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped_children():
             self.last = time.monotonic()
             conn = self.children.pop(pid, None)
             if conn is not None:

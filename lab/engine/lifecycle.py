@@ -30,7 +30,7 @@ from lab.engine.state import (
     lab_names,
     state_root,
 )
-from lab.errors import Interrupted, LabError
+from lab.errors import Interrupted, LabError, went_down
 from lab.paths import PROJECT_ROOT, SCENARIO_DIR, TOPOLOGY_DIR  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # loaded where a topology is read: `lab exec` and the trainee verbs need none
@@ -473,12 +473,12 @@ def check_node_up(lab: str, node: str, what: str, wait: float = 1.0) -> None:
         except (LabError, KeyError):
             running, init = False, None
         if not running or is_stopping(lab):  # an orderly down under way says so first
-            raise LabError(f"lab {lab} went down; {what} in {node} has ended")
+            raise went_down(lab, node, what, whole_lab=True)
         if init is None or not init.alive() or _exiting(init.pid):
             if time.monotonic() < deadline:
                 time.sleep(0.02)  # `lab down` may be under way: let it say so
                 continue
-            raise LabError(f"node {node} of lab {lab} went down; {what} has ended")
+            raise went_down(lab, node, what, whole_lab=False)
         return
 
 

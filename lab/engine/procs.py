@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lab.engine.state import OWNER_ENV, proc_start_time
@@ -139,11 +140,18 @@ def kill_owned(lab: str, netns: dict[int, int], timeout: float = 5.0) -> list[in
         time.sleep(0.005)
 
 
-def _reap_children() -> None:
+def reaped_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of each child that has ended, without blocking."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        yield pid, status
+
+
+def _reap_children() -> None:
+    for _ in reaped_children():
+        pass
