@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from lab.engine import control, interrupts
 from lab.engine.channel import public_socket
 from lab.engine.procs import kill_owned, netns_inode
@@ -232,6 +230,8 @@ def _load(path: Path, variant: str | None, overrides: dict | None) -> tuple[str,
 
 def topology_yaml(topo: Topology) -> str:
     """The topology as the supervisor reads it (lab_dir/topology.yaml)."""
+    import yaml
+
     return yaml.safe_dump(topo.model_dump(mode="json", exclude={"variants"}), sort_keys=False)
 
 

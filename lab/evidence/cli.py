@@ -11,11 +11,13 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.evidence.collect import MAX_CAPTURE, MAX_PACKETS
-from lab.evidence.timeline import Event, timeline
+from lab.evidence import MAX_CAPTURE, MAX_PACKETS
+
+if TYPE_CHECKING:
+    from lab.evidence.timeline import Event
 
 DEFAULT_CAPTURE = 5.0
 TIMELINE_LIMIT = 400  # the newest events in index.md (the logs themselves are all there)
@@ -82,6 +84,8 @@ def _logs(out: Path, files: list[str]) -> list[tuple[str, str, str]]:
 def render_index(lab: str, status: dict[str, Any], got: dict[str, Any], files: list[str],
                  out: Path) -> str:
     """index.md: what the bundle is, what it holds, and the timeline from the logs."""
+    from lab.evidence.timeline import timeline
+
     now = datetime.now()
     events = timeline(_logs(out, files), now.year, TIMELINE_LIMIT)
     captured = ", ".join(got["segments"]) or "none"

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.evidence import MAX_CAPTURE, MAX_PACKETS
 from lab.model.topology import Topology
 from lab.protocols.mailq import format_mailq, list_entries, spool_path
 from lab.protocols.node import NodeContext
 
-MAX_CAPTURE = 300.0  # seconds
-MAX_PACKETS = 20_000  # per segment
 SNAPLEN = 1600  # whole Ethernet frames of the lab's MTU
 MAX_BYTES = 1_000_000  # per copied file: the newest part of a longer log
 MAX_FILES = 64  # per node and directory
