@@ -11,9 +11,9 @@ APT_PACKAGES := mininet bridge-utils net-tools nftables iproute2 procps mount tc
 	util-linux knot-dnsutils bind9-utils unbound dnsperf openssl libnet-ssleay-perl \
 	libio-socket-ssl-perl pflogsumm bubblewrap tmux chromium
 
-.PHONY: install apt venv test test-fast demo bench clean-labs lint
+.PHONY: install apt venv bytecode test test-fast demo bench clean-labs lint
 
-install: apt venv
+install: apt venv bytecode
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -33,6 +33,12 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
+
+# every `lab` command (and every node command) imports the package afresh: compiled once
+# here, not on each run (an environment with PYTHONDONTWRITEBYTECODE never caches it;
+# an up-to-date file is skipped, so this costs nothing when nothing changed)
+bytecode: venv
+	@$(PY) -m compileall -q lab
 
 # test files run in parallel, each on one worker (its module labs are shared there; a long
 # file may share out: XDIST_GROUPS in tests/conftest.py); the labs mostly wait (for
