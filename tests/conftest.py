@@ -25,17 +25,21 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
 def _worker_paths() -> None:
     """Under pytest-xdist each worker gets a state root and a results folder of its own
     (under the ones configured): its labs, its launcher, its `lab clean` safety net and
-    its `lab ls` never see another worker's. Every `lab` the tests run inherits them."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
+    its `lab ls` never see another worker's. Every `lab` the tests run inherits them.
+    Their names start with "_": no lab is named so, so that a `lab ls` or `lab clean` of
+    the root they are in never takes them for labs."""
+    if WORKER:
         for var, default in (("LAB_STATE_ROOT", "/run/lab"),
                              ("LAB_RESULTS", "/var/lib/lab/results")):
             base = os.environ.get(var, default).rstrip("/")
-            if not base.endswith(f"/{worker}"):  # this file may be imported twice
-                os.environ[var] = f"{base}/{worker}"
+            if not base.endswith(f"/_{WORKER}"):  # this file may be imported twice
+                os.environ[var] = f"{base}/_{WORKER}"
 
 
 _worker_paths()
@@ -90,6 +94,17 @@ def no_launcher_left() -> Iterator[None]:
         from lab.engine import launcher
 
         launcher.stop()
+        _remove_worker_paths()
+
+
+def _remove_worker_paths() -> None:
+    """A worker's own state root and results folder go with it, unless a lab is left in
+    the state root (a leak stays where `lab ls` and `lab clean` find it)."""
+    from lab.engine.state import lab_names
+
+    if WORKER and not lab_names():
+        shutil.rmtree(STATE_ROOT, ignore_errors=True)
+        shutil.rmtree(os.environ["LAB_RESULTS"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -184,8 +184,15 @@ class Supervisor:
     async def op_fault(self, action: str, name: str, params: dict | None = None) -> dict:
         """Apply, revert or check one fault of the catalog (see lab.faults.act); params not
         given are the ones the running attempt applied it with, if any."""
+        from lab.engine.attempt import params_models
         from lab.faults import act
+        from lab.model.scenario_check import FaultRef, forced_problems
 
+        problems = forced_problems([FaultRef(fault=name, params=params or {})],
+                                   params_models())
+        if problems:  # pydantic's own text would not name the parameter as the CLI does
+            raise LabError("\n  ".join(p.replace("--fault", "fault", 1) for p in problems),
+                           hint="`lab faults` lists every fault and its parameters")
         applied = self.exercise.applied_params(name) if self.exercise is not None else None
         return await act(self.lab_context(), action, name, params, applied)
 
@@ -246,6 +253,9 @@ class Supervisor:
         return self._exercise().hint()
 
     def op_submit(self, cause: str, node: str) -> dict[str, Any]:
+        from lab.scoring.causes import get_cause
+
+        get_cause(cause)  # an unknown cause is an error, not a submission
         return self._exercise().submit(cause, node, set(self.topo.nodes))
 
     def op_live(self, detail: bool = True) -> dict[str, Any]:
