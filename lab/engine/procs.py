@@ -95,6 +95,22 @@ def _shows_cookie(pids: list[int], cookie: int) -> bool:
     return False
 
 
+def mark_values(name: str) -> set[str]:
+    """The values of ``name`` (NAME=VALUE) in the environments of live processes."""
+    prefix = f"{name}=".encode()
+    me, found = os.getpid(), set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = Path(f"/proc/{entry.name}/environ").read_bytes()
+        except OSError:
+            continue
+        found.update(v[len(prefix):].decode(errors="replace") for v in env.split(b"\0")
+                     if v.startswith(prefix))
+    return found
+
+
 def marked_processes(marker: str) -> list[int]:
     """Live PIDs whose environment holds ``marker`` (NAME=VALUE) exactly."""
     me = os.getpid()
