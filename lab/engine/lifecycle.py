@@ -481,7 +481,7 @@ def node_init(lab: str, node: str) -> int:
         hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
         raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
     if not rec.init_proc.alive() or netns_inode(rec.init) != rec.netns:
-        if is_stopping(lab):
+        if is_stopping(lab) or not lab_dir(lab).exists():  # a down renames the folder away
             raise LabError(f"lab '{lab}' is being taken down (by a `lab down` under way)")
         raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
     return rec.init
