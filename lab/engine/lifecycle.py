@@ -274,20 +274,22 @@ def supervisor_env(lab: str) -> dict[str, str]:
 def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     d = lab_dir(lab)
     read_fd, write_fd = os.pipe()
-    try:
-        with open(d / "supervisor.log", "wb") as log:
+    # the log is read back through a handle of its own: a supervisor that fails renames
+    # the lab's folder away (lab.engine.trash), its log with it
+    with open(d / "supervisor.log", "wb") as log, open(d / "supervisor.log", "rb") as log_reader:
+        try:
             proc = _spawn(lab, write_fd, log.fileno())
-    finally:
-        os.close(write_fd)
-    try:
-        message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
-        if message.startswith("ready"):
-            return
-        died = None if ctrl_c.hit else proc.exit_status()
-        proc.kill()
-    finally:
-        proc.close()
-    log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
+        finally:
+            os.close(write_fd)
+        try:
+            message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
+            if message.startswith("ready"):
+                return
+            died = None if ctrl_c.hit else proc.exit_status()
+            proc.kill()
+        finally:
+            proc.close()
+        log_tail = log_reader.read().decode(errors="replace")[-2000:]
     clean_one(lab, force=True)
     if ctrl_c.hit:
         raise Interrupted(f"the build of lab '{lab}' was stopped; everything it had started "
