@@ -288,9 +288,7 @@ class Supervisor:
             await self.start_services()
         except LabError as e:
             _report(ready_fd, f"error: {e.message}")
-            if self.services is not None:
-                await self.services.stop()
-            return
+            return  # main's teardown kills what was started
         try:
             await self.serve(ready_fd)
         finally:

@@ -72,10 +72,6 @@ class ServiceHost:
                 raise LabError(f"services not healthy after {timeout:.0f} s: {names}")
             await asyncio.sleep(0.05)
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(svc.stop() for _, svc in reversed(self.all())),
-                             return_exceptions=True)
-
     async def health(self) -> dict[str, list[dict[str, Any]]]:
         pairs = self.all()
         results = await asyncio.gather(*(svc.healthy() for _, svc in pairs),
