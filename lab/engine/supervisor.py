@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -271,6 +272,7 @@ class Supervisor:
         name free, its sockets gone (the files are deleted after: lab.engine.trash).
         `lab down` returns on this answer; this process ends right after it."""
         try:
+            self.close_slow_handles()
             if self.channel is not None:  # no trainee gets in while the lab goes down
                 self.channel.close()
                 self.channel = None
@@ -292,6 +294,7 @@ class Supervisor:
         try:
             await self.serve(ready_fd)
         finally:
+            self.close_slow_handles()
             # no graceful stop of the services: they live in this process and in the
             # nodes, and the nodes' processes are killed (SIGKILL) with everything else
             self.teardown()
@@ -312,6 +315,15 @@ class Supervisor:
         if self.channel is not None:
             self.channel.close()
         server.close()
+
+    def close_slow_handles(self) -> None:
+        """Close what the kernel is slow to release (Service.slow_closes) in a thread, while
+        the teardown kills the lab's processes and waits for them: this process would
+        otherwise spend that time in its exit, and `lab down` waits for its exit."""
+        closes = self.services.slow_closes() if self.services is not None else []
+        if closes:
+            threading.Thread(target=lambda: [close() for close in closes], daemon=True,
+                             name="slow-closes").start()
 
     def teardown(self) -> None:
         """SIGKILL every process of the lab and wait until none is left; then free its

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
@@ -49,6 +50,10 @@ class ServiceHost:
 
     def all(self) -> list[tuple[str, Service]]:
         return [(node, s) for node, group in self.services.items() for s in group]
+
+    def slow_closes(self) -> list[Callable[[], None]]:
+        """Every service's (Service.slow_closes): the lab is going down."""
+        return [close for _, svc in self.all() for close in svc.slow_closes()]
 
     async def start(self) -> None:
         """Start the firewall first, then everything else at once; wait until healthy."""
