@@ -450,7 +450,8 @@ def _remove(lab: str, netns: dict[int, int]) -> int:
 
 def clean(lab: str | None = None) -> list[Cleaned]:
     """Clean every lab (or the one named) whose supervisor is gone; labs still starting
-    are left alone."""
+    are left alone. Also delete the state folders of labs taken down that nothing is
+    deleting (lab.engine.trash: a crash between a down's rename and its delete)."""
     require_root()
     _clean_claims()
     trash.sweep(wait=True)
