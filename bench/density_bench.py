@@ -15,8 +15,8 @@ At the top it runs `lab verify` in --sample labs picked at random. A `lab up` th
 is counted and the fill goes on; a wave in which every `lab up` fails stops it there,
 saying at which count, with the kernel limits that usually cause it. Then it
 takes every lab down (in waves) and checks nothing is left: no process marked with one of
-its labs, no state directory, no mount under the state root, no named network namespace
-and no bridge on the host.
+its labs, no state directory, no mount under the state root, no named network namespace,
+no bridge on the host, and no state folder of a lab down left undeleted (trash).
 """
 from __future__ import annotations
 
@@ -234,7 +234,19 @@ class Density:
         bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"],
                                  capture_output=True, text=True, check=False).stdout
         return {"processes": marked, "state dirs": states, "mounts": mounts,
-                "named netns": len(netns.split()), "host bridges": len(bridges.splitlines())}
+                "named netns": len(netns.split()), "host bridges": len(bridges.splitlines()),
+                "trash": trash_left()}
+
+
+def trash_left(wait: float = 120.0) -> int:
+    """State folders of labs taken down still not deleted after ``wait`` seconds (`lab
+    down` returns before its files are deleted: lab.engine.trash)."""
+    from lab.engine.trash import piles
+
+    deadline = time.monotonic() + wait
+    while piles() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return len(piles())
 
 
 def checkpoints(total: int) -> list[int]:

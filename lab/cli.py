@@ -136,7 +136,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     lab = lifecycle.pick_lab(args.lab)
     lifecycle.down(lab)
     print(f"lab {lab} is down")
-    return 0
+    _exit_now(0)  # the interpreter's clean-up would add tens of ms to `lab down`
+    return 0  # not reached
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -90,6 +90,9 @@ def root() -> Root:
     r = Root(path)
     yield r
     r.close()
+    deadline = time.monotonic() + 30  # a lab down's files are deleted after it returns
+    while list(path.glob(".trash-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
     for leftover in ("_launcher", "_trainee"):
         for f in (path / leftover).glob("*") if (path / leftover).is_dir() else []:
             f.unlink()

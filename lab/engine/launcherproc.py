@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.engine import trash
 from lab.engine.identity import set_identity
 from lab.engine.launcher import IDLE, START_TIMEOUT, connect, home, socket_path
 from lab.engine.procs import reaped_children
@@ -287,6 +288,7 @@ def main() -> int:
     server.bind(str(path))
     os.umask(old)
     server.listen(64)
+    trash.sweep(wait=False)  # what a crash left between a lab's down and its delete
     try:
         Launcher(server, lock).serve()
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.engine import control, interrupts
+from lab.engine import control, interrupts, trash
 from lab.engine.channel import public_socket
 from lab.engine.procs import kill_owned, netns_inode
 from lab.engine.state import (
@@ -274,20 +274,22 @@ def supervisor_env(lab: str) -> dict[str, str]:
 def _start_supervisor(lab: str, ctrl_c: interrupts.Held) -> None:
     d = lab_dir(lab)
     read_fd, write_fd = os.pipe()
-    try:
-        with open(d / "supervisor.log", "wb") as log:
+    # the log is read back through a handle of its own: a supervisor that fails renames
+    # the lab's folder away (lab.engine.trash), its log with it
+    with open(d / "supervisor.log", "wb") as log, open(d / "supervisor.log", "rb") as log_reader:
+        try:
             proc = _spawn(lab, write_fd, log.fileno())
-    finally:
-        os.close(write_fd)
-    try:
-        message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
-        if message.startswith("ready"):
-            return
-        died = None if ctrl_c.hit else proc.exit_status()
-        proc.kill()
-    finally:
-        proc.close()
-    log_tail = (d / "supervisor.log").read_text(errors="replace")[-2000:] if d.exists() else ""
+        finally:
+            os.close(write_fd)
+        try:
+            message = _read_until_eof(read_fd, UP_TIMEOUT, ctrl_c)
+            if message.startswith("ready"):
+                return
+            died = None if ctrl_c.hit else proc.exit_status()
+            proc.kill()
+        finally:
+            proc.close()
+        log_tail = log_reader.read().decode(errors="replace")[-2000:]
     clean_one(lab, force=True)
     if ctrl_c.hit:
         raise Interrupted(f"the build of lab '{lab}' was stopped; everything it had started "
@@ -366,7 +368,8 @@ def _read_until_eof(fd: int, timeout: float, ctrl_c: interrupts.Held) -> str:
 
 
 def down(lab: str, timeout: float = 10.0) -> None:
-    """Stop a running lab: its supervisor tears down everything it built."""
+    """Stop a running lab: its supervisor kills everything it built, frees the lab's
+    name, answers and ends (the files are deleted after: lab.engine.trash)."""
     state = LabState.load(lab)
     with contextlib.suppress(OSError):  # others learn that this is an orderly down
         _write_marker(lab_dir(lab), STOPPING)
@@ -374,11 +377,33 @@ def down(lab: str, timeout: float = 10.0) -> None:
         control.request(lab, "down")
     except LabError:
         pass  # not answering: fall through to removal by ownership
-    deadline = time.monotonic() + timeout
-    while state.supervisor.alive() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if state.supervisor.alive() or lab_dir(lab).exists():
+    if not _wait_gone(state.supervisor, timeout) or _left_behind(lab, state.supervisor):
         clean_one(lab, force=True)
+
+
+def _wait_gone(proc: ProcRef, timeout: float) -> bool:
+    """Wait (a pidfd: no polling) until ``proc`` has ended; False if it still runs."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if proc.alive():  # the pidfd is this process's, not a later one's with its PID
+            select.select([fd], [], [], timeout)
+        return not proc.alive()
+    finally:
+        os.close(fd)
+
+
+def _left_behind(lab: str, supervisor: ProcRef) -> bool:
+    """The lab's state folder is still there, and still this lab's (not one claimed by
+    a `lab up` of the same name since)."""
+    if not lab_dir(lab).exists() or is_starting(lab):
+        return False
+    try:
+        return LabState.load(lab).supervisor == supervisor
+    except LabError:
+        return lab_dir(lab).exists()
 
 
 @dataclass
@@ -416,16 +441,20 @@ def _remove(lab: str, netns: dict[int, int]) -> int:
     left = kill_owned(lab, netns)
     if left:
         raise LabError(f"lab '{lab}': processes {left} would not stop")
-    shutil.rmtree(lab_dir(lab), ignore_errors=True)
     public_socket(lab).unlink(missing_ok=True)
+    pile = trash.discard(lab_dir(lab))  # the name is free from here on
+    if pile is not None:
+        trash.delete_now(pile)
     return found
 
 
 def clean(lab: str | None = None) -> list[Cleaned]:
     """Clean every lab (or the one named) whose supervisor is gone; labs still starting
-    are left alone."""
+    are left alone. Also delete the state folders of labs taken down that nothing is
+    deleting (lab.engine.trash: a crash between a down's rename and its delete)."""
     require_root()
     _clean_claims()
+    trash.sweep(wait=True)
     names = [check_lab_name(lab)] if lab is not None else lab_names()
     if lab is not None and not lab_dir(lab).exists():
         raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists labs")
@@ -455,7 +484,7 @@ def node_init(lab: str, node: str) -> int:
         hosts = sorted(n for n, r in state.nodes.items() if r.kind == "host")
         raise LabError(f"unknown node '{node}' in lab '{lab}'", hint="nodes: " + ", ".join(hosts))
     if not rec.init_proc.alive() or netns_inode(rec.init) != rec.netns:
-        if is_stopping(lab):
+        if is_stopping(lab) or not lab_dir(lab).exists():  # a down renames the folder away
             raise LabError(f"lab '{lab}' is being taken down (by a `lab down` under way)")
         raise LabError(f"node '{node}' of lab '{lab}' is gone", hint="`lab down` then `lab up`")
     return rec.init

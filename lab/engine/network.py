@@ -206,13 +206,20 @@ def _run_checked_all(scripts: dict) -> None:
         raise LabError("configuring nodes failed: " + "; ".join(failed))
 
 
-def stop_shells(lab: LabNetwork) -> None:
-    """Kill every node shell; the kernel then removes their namespaces, veths and bridges."""
+def kill_shells(lab: LabNetwork) -> list:
+    """SIGKILL every node shell, without waiting; the kernel then removes their
+    namespaces, veths and bridges. The nodes."""
     nodes = list(lab.hosts.values()) + list(lab.switches.values())
     for node in nodes:
         shell = getattr(node, "shell", None)
         if shell is not None and shell.poll() is None:
             shell.kill()
+    return nodes
+
+
+def stop_shells(lab: LabNetwork) -> None:
+    """Kill every node shell and wait until they are gone."""
+    nodes = kill_shells(lab)
     deadline = time.monotonic() + 5
     for node in nodes:
         shell = getattr(node, "shell", None)

@@ -7,6 +7,7 @@ namespaces. No process is found by name or command line.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -95,6 +96,22 @@ def _shows_cookie(pids: list[int], cookie: int) -> bool:
     return False
 
 
+def mark_values(name: str) -> set[str]:
+    """The values of ``name`` (NAME=VALUE) in the environments of live processes."""
+    prefix = f"{name}=".encode()
+    me, found = os.getpid(), set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = Path(f"/proc/{entry.name}/environ").read_bytes()
+        except OSError:
+            continue
+        found.update(v[len(prefix):].decode(errors="replace") for v in env.split(b"\0")
+                     if v.startswith(prefix))
+    return found
+
+
 def marked_processes(marker: str) -> list[int]:
     """Live PIDs whose environment holds ``marker`` (NAME=VALUE) exactly."""
     me = os.getpid()
@@ -107,19 +124,18 @@ def stop_processes(pids: list[int], timeout: float = 5.0) -> None:
     """SIGTERM, then SIGKILL what is still there after ``timeout``; wait until gone."""
     refs = {pid: proc_start_time(pid) for pid in pids}
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
-        live = [pid for pid, start in refs.items() if start and proc_start_time(pid) == start]
+        live = {pid: start for pid, start in refs.items()
+                if start and proc_start_time(pid) == start}
+        if not live:
+            return
         for pid in live:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + wait
-        while live and time.monotonic() < deadline:
-            _reap_children()
-            time.sleep(0.005)
-            live = [pid for pid in live if proc_start_time(pid) == refs[pid]]
-        if not live:
-            return
+        _reap_children()
+        wait_ended(live, time.monotonic() + wait)
+        _reap_children()
 
 
 def kill_owned(lab: str, netns: dict[int, int], timeout: float = 5.0) -> list[int]:
@@ -128,15 +144,44 @@ def kill_owned(lab: str, netns: dict[int, int], timeout: float = 5.0) -> list[in
     deadline = time.monotonic() + timeout
     while True:
         victims = owned_processes(lab, netns)
-        live = [pid for pid in victims if proc_start_time(pid) is not None]
+        live = {pid: start for pid in victims if (start := proc_start_time(pid)) is not None}
         if not live or time.monotonic() > deadline:
-            return live
+            return list(live)
         for pid in live:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         _reap_children()
+        wait_ended(live, deadline)
+
+
+def wait_ended(procs: dict[int, int], deadline: float) -> None:
+    """Return once each process (PID -> start time) has ended (a zombie counts as ended)
+    or at ``deadline`` (time.monotonic): the kernel says so through pidfds, so /proc is
+    not searched over and over while the processes die."""
+    poller, fds, waiting, crowded = select.poll(), [], 0, False
+    for pid, start in procs.items():
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        except OSError:  # no file descriptor left: the caller looks again, a moment later
+            crowded = True
+            continue
+        fds.append(fd)
+        if proc_start_time(pid) == start:  # not ended, and not a later process with its PID
+            poller.register(fd, select.POLLIN)
+            waiting += 1
+    try:
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            for fd, _event in poller.poll(left * 1000):
+                poller.unregister(fd)
+                waiting -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if crowded:
         time.sleep(0.005)
 
 

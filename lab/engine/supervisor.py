@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -24,6 +24,7 @@ from lab.engine.nodebin import write_node_bin
 from lab.engine.procs import kill_owned
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
 from lab.engine.trainee import TraineeChannel
+from lab.engine.trash import delete_later, discard
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
 from lab.protocols.clock import LabClock
@@ -47,6 +48,7 @@ class Supervisor:
         self.clock = LabClock()  # the lab's time: its loop runs on it (see main)
         self.history = None  # the background traffic (lab/history/)
         self.stopping: asyncio.Event | None = None
+        self.torn_down = False
 
     def build(self) -> None:
         """Build the network; meanwhile write the nodes' files and the lab's TLS, and seal
@@ -275,9 +277,21 @@ class Supervisor:
         probes = [r.to_dict() for r in await run_probes(self.services)]
         return await exercise.score(self.lab_context(), probes, Path(results))
 
-    def op_down(self) -> str:
-        self.stopping.set()
-        return "stopping"
+    async def op_down(self) -> str:
+        """Take the lab down, and only then answer: every process of the lab dead, its
+        name free, its sockets gone (the files are deleted after: lab.engine.trash).
+        `lab down` returns on this answer; this process ends right after it."""
+        try:
+            self.close_slow_handles()
+            if self.channel is not None:  # no trainee gets in while the lab goes down
+                self.channel.close()
+                self.channel = None
+            if self.history is not None:  # nothing starts new work in the nodes
+                await self.history.stop()
+            self.teardown()
+        finally:  # this process ends once the answer is written (handle writes it next)
+            asyncio.get_running_loop().call_soon(self.stopping.set)
+        return "down"
 
     # --- lifecycle --------------------------------------------------------------------
     async def run(self, ready_fd: int) -> None:
@@ -286,16 +300,14 @@ class Supervisor:
             await self.start_services()
         except LabError as e:
             _report(ready_fd, f"error: {e.message}")
-            if self.services is not None:
-                await self.services.stop()
-            return
+            return  # main's teardown kills what was started
         try:
             await self.serve(ready_fd)
         finally:
-            self.kill_inits()  # shells and commands end before the services do
-            if self.history is not None:
-                await self.history.stop()
-            await self.services.stop()
+            self.close_slow_handles()
+            # no graceful stop of the services: they live in this process and in the
+            # nodes, and the nodes' processes are killed (SIGKILL) with everything else
+            self.teardown()
 
     async def serve(self, ready_fd: int) -> None:
         self.stopping = asyncio.Event()
@@ -310,21 +322,40 @@ class Supervisor:
         self.channel.start()
         _report(ready_fd, "ready")
         await self.stopping.wait()
-        self.channel.close()
+        if self.channel is not None:
+            self.channel.close()
         server.close()
-        # let the reply to `down` go out before the socket disappears
-        await asyncio.sleep(0)
+
+    def close_slow_handles(self) -> None:
+        """Close what the kernel is slow to release (Service.slow_closes) in a thread, while
+        the teardown kills the lab's processes and waits for them: this process would
+        otherwise spend that time in its exit, and `lab down` waits for its exit."""
+        closes = self.services.slow_closes() if self.services is not None else []
+        if closes:
+            threading.Thread(target=lambda: [close() for close in closes], daemon=True,
+                             name="slow-closes").start()
 
     def teardown(self) -> None:
-        from lab.engine.network import stop_shells
+        """SIGKILL every process of the lab and wait until none is left; then free its
+        name at once (its state folder renamed away, deleted by a detached process).
+        Raises if some process would not die: the folder stays, for `lab clean`."""
+        from lab.engine.network import kill_shells
 
+        if self.torn_down:  # once: the CLI's fallback (`lab clean`'s way) does the rest
+            return
+        self.torn_down = True
         self.kill_inits()
         if self.network is not None:
-            stop_shells(self.network)
+            kill_shells(self.network)
         netns = {rec.netns: rec.cookie for rec in self.state.nodes.values()}
-        kill_owned(self.lab, netns)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        left = kill_owned(self.lab, netns)
+        if left:
+            raise LabError(f"lab '{self.lab}': processes {left} would not stop",
+                           hint="`lab clean` tries again")
         public_socket(self.lab).unlink(missing_ok=True)
+        trash = discard(self.dir)
+        if trash is not None:
+            delete_later(trash)
 
 
 def _report(fd: int, message: str) -> None:
@@ -361,9 +392,17 @@ def main(argv: list[str]) -> int:
     try:
         with asyncio.Runner(loop_factory=sup.clock.new_loop) as runner:
             runner.run(sup.run(ready_fd))
+            if sup.torn_down:  # `lab down` waits for this process to end: closing the
+                _exit_now(0)  # loop (its tasks, its threads) would only delay it
     finally:
         sup.teardown()
     return 0
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

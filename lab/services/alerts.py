@@ -23,6 +23,7 @@ import ipaddress
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -367,10 +368,17 @@ class AlertMailer(Service):
         asyncio.get_running_loop().add_reader(watch.fileno(), self._spool_changed)
 
     def _unwatch(self) -> None:
+        for close in self.slow_closes():
+            close()
+
+    def slow_closes(self) -> list[Callable[[], None]]:
+        """The spool's watch: closing an inotify instance waits for the kernel's grace
+        period (some 20 ms)."""
         watch, self._watch = self._watch, None
-        if watch is not None:
-            asyncio.get_running_loop().remove_reader(watch.fileno())
-            watch.close()
+        if watch is None:
+            return []
+        asyncio.get_running_loop().remove_reader(watch.fileno())
+        return [watch.close]
 
     def _spool_changed(self) -> None:
         """A file landed in the spool: wake the runner if it is an alert it does not know

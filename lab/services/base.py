@@ -7,6 +7,8 @@ namespace (see ``lab/services/netns.py``), so one process can serve every node.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lab.protocols.node import NodeContext, SocketFactory
 
 __all__ = ["NodeContext", "Service", "SocketFactory"]
@@ -29,3 +31,9 @@ class Service:
     async def healthy(self) -> bool:
         """True when the service answers as it should (a real query, not a flag)."""
         raise NotImplementedError
+
+    def slow_closes(self) -> list[Callable[[], None]]:
+        """Take off the loop what the kernel is slow to release and return how to close
+        it: the supervisor runs those beside the rest of a lab's teardown (the lab is going
+        down; the service is not used again). None by default."""
+        return []

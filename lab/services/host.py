@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
@@ -50,6 +51,10 @@ class ServiceHost:
     def all(self) -> list[tuple[str, Service]]:
         return [(node, s) for node, group in self.services.items() for s in group]
 
+    def slow_closes(self) -> list[Callable[[], None]]:
+        """Every service's (Service.slow_closes): the lab is going down."""
+        return [close for _, svc in self.all() for close in svc.slow_closes()]
+
     async def start(self) -> None:
         """Start the firewall first, then everything else at once; wait until healthy."""
         ordered = [ns for ns in self.all() if ns[1].kind == "firewall"]
@@ -71,10 +76,6 @@ class ServiceHost:
                 names = ", ".join(f"{svc.kind} on {node}" for node, svc in pending)
                 raise LabError(f"services not healthy after {timeout:.0f} s: {names}")
             await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(svc.stop() for _, svc in reversed(self.all())),
-                             return_exceptions=True)
 
     async def health(self) -> dict[str, list[dict[str, Any]]]:
         pairs = self.all()
