@@ -4,17 +4,20 @@ For every scenario: the traces its ticket promises (``history.traces``) are ther
 with the trainee's own tools through `lab exec` (mailq, netguard -An, ls of the alert
 spool, grep in the logs and mailboxes), spread over the window the ticket names; a queue
 the ticket speaks of holds the drawn fault's own error; and the background traffic is
-nobody's doing: the attempt records exactly the test's commands, and no damage.
+nobody's doing: the attempt records exactly the test's commands, and no damage. Then,
+in the same lab, the search for the answer key of tests/test_answer_key_hidden.py.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 from conftest import lab_exec, run_lab
+from hidden_scan import clean_env, leaks, old_entries
 
 from lab.engine import lifecycle
 from lab.history.traces import VIEWS, Seen, local_now, queued
@@ -25,6 +28,7 @@ from lab.model.topology import load_topology
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
 SEED = 1
+XDIST_GROUPS = 3  # every scenario's test has its own lab: they share out freely
 
 TIMED_OUT = r"Connection timed out|No route to host"
 NOT_FOUND = r"Host or domain name not found"
@@ -66,8 +70,10 @@ def _look(lab: str, seen: Seen, trace: str) -> tuple[str, str | None]:
 def test_the_tickets_traces_are_there_when_it_is_printed(labs, tmp_path, scenario):
     lab = labs.claim(f"t-hist-{scenario[:8]}")
     seen, promised = _seen(scenario)
-    p = run_lab("start", scenario, "--seed", str(SEED), "--lab", lab)
+    since, old = int(time.time()) - 1, old_entries()
+    p = run_lab("start", scenario, "--seed", str(SEED), "--lab", lab, env=clean_env())
     assert p.returncode == 0, p.stderr
+    ticket = p.stdout
     shown = {trace: _look(lab, seen, trace) for trace in promised}
     missing = {t: why for t, (_, why) in shown.items() if why is not None}
     assert not missing, missing
@@ -84,6 +90,11 @@ def test_the_tickets_traces_are_there_when_it_is_printed(labs, tmp_path, scenari
             expected = [QUEUE_ERRORS[f["name"]] for f in record["faults"]
                         if f["name"] in QUEUE_ERRORS]
             assert any(re.search(e, reasons) for e in expected), (expected, reasons)
+
+    # and, in the same lab (the attempt scored: the scan's commands are not the trainee's),
+    # nothing a node shell reaches names the faults, nor does the ticket
+    found = leaks(lab, scenario, None, since, old, ticket)
+    assert not found, f"answer key visible to the trainee: {found}"
 
 
 @pytest.mark.root
