@@ -12,6 +12,7 @@ limit one by one (20,000 here): the shell's Popen closes the open ones.
 """
 from __future__ import annotations
 
+import os
 import shutil
 
 from mininet.link import Intf, Link
@@ -22,6 +23,7 @@ from lab.errors import LabError
 
 # what a node's shell and configuration script run (Mininet checks its own with `which`)
 REQUIRED = ("mnexec", "bash", "ip", "mount")
+_PROMPT = "PS1=" + chr(127)  # Mininet's prompt: how it knows a command has ended
 
 
 def _require() -> None:
@@ -53,14 +55,18 @@ class ScriptedLink(Link):
 
 
 class _Shell:
-    """A node shell started by ``mnexec -d`` (no -c) whose Popen closes the descriptors;
-    the programs the scripts need checked with shutil.which (Mininet runs `which`)."""
+    """A node shell started by ``mnexec -d`` (no -c) whose Popen closes the descriptors
+    and sets its prompt (Mininet runs `env PS1=...`); the programs the scripts need
+    checked with shutil.which (Mininet runs `which`)."""
 
     def startShell(self, mnopts=None) -> None:
         super().startShell("-d" if mnopts is None else mnopts)
 
     def _popen(self, cmd, **params):
         params["close_fds"] = True
+        if cmd[2:4] == ["env", _PROMPT]:  # the shell's prompt set without a program
+            cmd = cmd[:2] + cmd[4:]
+            params["env"] = {**(params.get("env") or os.environ), "PS1": _PROMPT[4:]}
         return super()._popen(cmd, **params)
 
     @classmethod
