@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import LAB_CMD, PROJECT_ROOT, session_name
+
+from lab.engine.layout import HIDDEN_LAYERS
 
 pytestmark = pytest.mark.root
 
@@ -95,6 +98,7 @@ def root() -> Root:
             f.unlink()
         if (path / leftover).is_dir():
             (path / leftover).rmdir()
+    shutil.rmtree(path / HIDDEN_LAYERS, ignore_errors=True)  # what the labs' /etc hid
     path.rmdir()
 
 
