@@ -85,7 +85,9 @@ def hidden_layer(state_root: Path) -> Path:
     every node of the state root's labs, made if missing: one per set of such entries
     with their directories' owners and modes (a digest names it), so a change of the
     host's /etc gets a layer of its own. Made aside and renamed into place: labs starting
-    at once find it whole. Only the lab's state root holds it; no node sees it."""
+    at once find it whole. Only the lab's state root holds it; no node sees it. It must
+    not be deleted while a lab of the state root runs: its nodes would see the host's
+    secrets again (`lab clean` leaves names starting with "_" alone: they are no labs)."""
     entries = unreadable_etc()
     stats = [(e, *_owner_mode(Path("/etc") / e)) for e in entries]
     for e in entries:
