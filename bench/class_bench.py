@@ -17,12 +17,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from cpumeter import CpuMeter
 from labcli import load_average, run_lab, timed_lab
 
 PREFIX = f"cl{os.getpid() % 10000}"
 
 
-def one_class(labs: int, scenario: str | None, run: int) -> dict:
+def one_class(labs: int, scenario: str | None, run: int, meter: CpuMeter) -> dict:
     names = [f"{PREFIX}-{run}-{i}" for i in range(1, labs + 1)]
 
     def start(name: str) -> tuple[float, int, str]:
@@ -31,19 +32,20 @@ def one_class(labs: int, scenario: str | None, run: int) -> dict:
         took, p = timed_lab(*args, check=False, timeout=600)
         return took, p.returncode, p.stderr.strip()[-300:]
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), meter.usage()
     try:
         with ThreadPoolExecutor(max_workers=labs) as pool:
             results = list(pool.map(start, names))
-        ready = time.perf_counter() - started
+        ready, up_cpu = time.perf_counter() - started, meter.usage() - cpu
     finally:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), meter.usage()
         with ThreadPoolExecutor(max_workers=labs) as pool:
             list(pool.map(lambda n: run_lab("down", "--lab", n, timeout=300), names))
-        down = time.perf_counter() - began
+        down, down_cpu = time.perf_counter() - began, meter.usage() - cpu
     failed = [err for _, rc, err in results if rc != 0]
     return {"ready": ready, "median": statistics.median(r[0] for r in results),
-            "slowest": max(r[0] for r in results), "failed": failed, "down": down}
+            "slowest": max(r[0] for r in results), "failed": failed, "down": down,
+            "cpu": up_cpu / labs, "down_cpu": down_cpu / labs}
 
 
 def main() -> int:
@@ -57,23 +59,32 @@ def main() -> int:
         return 1
     what = f"lab start {args.scenario}" if args.scenario else "lab up mail-dmz"
     print(f"class benchmark: {args.labs} x `{what}` at once; load average {load_average()}")
-    alone = []
-    runs = []
-    for run in range(args.runs):
-        took, _ = timed_lab("up", "mail-dmz", "--lab", f"{PREFIX}-alone")
-        alone.append(took)
-        run_lab("down", "--lab", f"{PREFIX}-alone")
-        r = one_class(args.labs, args.scenario, run)
-        runs.append(r)
-        print(f"run {run + 1}: all {args.labs} ready in {r['ready']:.2f} s (median command "
-              f"{r['median']:.2f} s, slowest {r['slowest']:.2f} s, {len(r['failed'])} failed); "
-              f"all down in {r['down']:.2f} s; load average {load_average()}", flush=True)
-        for err in r["failed"][:3]:
-            print(f"  failed: {err}")
+    meter = CpuMeter()
+    try:
+        alone, alone_cpu, runs = [], [], []
+        for run in range(args.runs):
+            cpu = meter.usage()
+            took, _ = timed_lab("up", "mail-dmz", "--lab", f"{PREFIX}-alone")
+            alone.append(took)
+            alone_cpu.append(meter.usage() - cpu)
+            run_lab("down", "--lab", f"{PREFIX}-alone")
+            r = one_class(args.labs, args.scenario, run, meter)
+            runs.append(r)
+            print(f"run {run + 1}: all {args.labs} ready in {r['ready']:.2f} s (median command "
+                  f"{r['median']:.2f} s, slowest {r['slowest']:.2f} s, {len(r['failed'])} "
+                  f"failed); all down in {r['down']:.2f} s; CPU per lab {r['cpu']:.2f} "
+                  f"core-s up, {r['down_cpu']:.2f} down; load average {load_average()}",
+                  flush=True)
+            for err in r["failed"][:3]:
+                print(f"  failed: {err}")
+    finally:
+        meter.close()
     med = statistics.median
     print(f"median of {args.runs}: {args.labs} labs ready in {med(r['ready'] for r in runs):.2f} s"
           f" ({med(r['ready'] for r in runs) / med(alone):.1f}x one `lab up` alone, "
-          f"{med(alone):.2f} s); down {med(r['down'] for r in runs):.2f} s")
+          f"{med(alone):.2f} s); down {med(r['down'] for r in runs):.2f} s; CPU per lab "
+          f"{med(r['cpu'] for r in runs):.2f} core-s ({med(alone_cpu):.2f} for the lab up "
+          f"alone), down {med(r['down_cpu'] for r in runs):.2f}")
     return 1 if any(r["failed"] for r in runs) else 0
 
 

@@ -13,7 +13,8 @@ Prints medians over N runs of:
     (controller=None), prints "ready" and stops on SIGTERM: process start to ready, and
     SIGTERM to exit;
 and, once, the total time to start M labs one after the other (all running together) and
-to take them all down. Everything it starts is torn down before it exits.
+to take them all down; then the CPU time of a lab up, a lab down and the baseline, in
+core-seconds, every process they started counted (bench/cpumeter.py). Everything it starts is torn down before it exits.
 
 The baseline puts each bridge in a namespace of its own, as the engine does, so that it
 touches nothing in the host namespace and cannot collide with labs running beside it
@@ -31,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from cpumeter import CpuMeter
 from labcli import load_average, run_lab, timed_lab, topology_path
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
@@ -81,11 +83,20 @@ net.stop()
 class Bench:
     """Runs the measurements; remembers every lab and process it started, to clean up."""
 
-    def __init__(self, topology: str) -> None:
+    def __init__(self, topology: str, meter: CpuMeter) -> None:
         self.topology = topology
+        self.meter = meter
         self.labs: list[str] = []
         self.procs: list[subprocess.Popen] = []
         self.count = 0
+        self.cpu: dict[str, list[float]] = {}  # what -> core-seconds, one per run
+
+    def counted(self, what: str, run, *args, **kwargs):
+        """``run(...)``, its CPU time (every process it started) added to ``cpu[what]``."""
+        before = self.meter.usage()
+        result = run(*args, **kwargs)
+        self.cpu.setdefault(what, []).append(self.meter.usage() - before)
+        return result
 
     def lab(self, *args: str, env: dict[str, str] | None = None) -> float:
         return timed_lab(*args, env=env)[0]
@@ -144,19 +155,19 @@ def measure(bench: Bench, runs: int, many: int) -> list[str]:
     from lab.engine import launcher
 
     launcher.stop()  # the first lab up starts it: timed on its own
-    name, cold, _ = bench.lab_up()
+    name, cold, _ = bench.counted("cold", bench.lab_up)
     bench.lab_down(name)
     times: dict[str, list[float]] = {k: [] for k in (
         "up", "down", "cli", "up_off", "down_off", "mn_up", "mn_down")}
     for _ in range(runs):  # interleaved, so drift on the machine hits all alike
-        name, took, cli = bench.lab_up()
+        name, took, cli = bench.counted("up", bench.lab_up)
         times["up"].append(took)
         times["cli"].append(cli)
-        times["down"].append(bench.lab_down(name))
-        name, took, _ = bench.lab_up(launcher=False)
+        times["down"].append(bench.counted("down", bench.lab_down, name))
+        name, took, _ = bench.counted("up_off", bench.lab_up, launcher=False)
         times["up_off"].append(took)
         times["down_off"].append(bench.lab_down(name))
-        up, down = bench.mininet(path)
+        up, down = bench.counted("mn", bench.mininet, path)
         times["mn_up"].append(up)
         times["mn_down"].append(down)
     started = time.perf_counter()
@@ -166,7 +177,16 @@ def measure(bench: Bench, runs: int, many: int) -> list[str]:
     for name in names:
         bench.lab_down(name)
     many_down = time.perf_counter() - started
-    return render(runs, many, times, cold, many_up, many_down)
+    return render(runs, many, times, cold, many_up, many_down) + render_cpu(bench.cpu)
+
+
+def render_cpu(cpu: dict[str, list[float]]) -> list[str]:
+    """The CPU time of each, in core-seconds (every process it started: bench/cpumeter.py)."""
+    med = statistics.median
+    return [(f"CPU per lab (median, core-seconds, every process counted): lab up "
+             f"{med(cpu['up']):.3f} (no launcher {med(cpu['up_off']):.3f}, first lab up with "
+             f"the launcher's start {cpu['cold'][0]:.3f}); lab down {med(cpu['down']):.3f}; "
+             f"bare Mininet up and stop {med(cpu['mn']):.3f}")]
 
 
 def render(runs: int, many: int, t: dict[str, list[float]], cold: float, many_up: float,
@@ -200,7 +220,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("engine_bench: needs root (it builds labs)", file=sys.stderr)
         return 1
-    bench = Bench(args.topology)
+    meter = CpuMeter()
+    bench = Bench(args.topology, meter)
     before = load_average()
     try:
         lines = measure(bench, args.runs, args.many)
@@ -209,6 +230,7 @@ def main() -> int:
         return 1
     finally:
         bench.close()
+        meter.close()
     print(f"engine benchmark: topology {args.topology}; load average before {before}, "
           f"after {load_average()}")
     print("\n".join(lines))

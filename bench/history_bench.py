@@ -16,8 +16,9 @@ few in a minute to weigh: the busy group's mean, its extra over the baseline div
 F, gives the traffic's cost at its normal rates.
 
 Start: `lab start SCENARIO` R times with history and R times without, interleaved: the
-median wall time of each, their ratio, and the replay's own time from the supervisor's
-log. Every lab it starts is taken down before it exits.
+median wall time of each, their ratio, the replay's own time from the supervisor's
+log, and the CPU time of each `lab start` in core-seconds, every process it started
+counted (bench/cpumeter.py). Every lab it starts is taken down before it exits.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from labcli import LAB_CMD, PROJECT_ROOT, lab_pids
+from cpumeter import CpuMeter
+from labcli import LAB_CMD, PROJECT_ROOT, lab_pids, load_average
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 PREFIX = f"hb{os.getpid() % 10000}"
@@ -102,16 +104,18 @@ def idle(n: int, seconds: float, settle: float, busy: float, started: list[str])
           f"{means['without'] + traffic:.4f} %")
 
 
-def start_times(scenario: str, runs: int, started: list[str]) -> None:
+def start_times(scenario: str, runs: int, started: list[str], meter: CpuMeter) -> None:
     took: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
     replays: list[float] = []
     for i in range(runs):
         for history in (True, False):
             name = f"{PREFIX}-s{i}{'h' if history else 'n'}"
             started.append(name)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), meter.usage()
             lab("start", scenario, "--seed", str(i + 1), "--lab", name, history=history)
             took[history].append(time.perf_counter() - t0)
+            cpu[history].append(meter.usage() - c0)
             log = (STATE_ROOT / name / "supervisor.log").read_text()
             m = re.search(r"replayed in ([\d.]+) s", log)
             if history and m:
@@ -122,6 +126,8 @@ def start_times(scenario: str, runs: int, started: list[str]) -> None:
     print(f"lab start {scenario}, {runs} runs each: median {on:.2f} s with history, "
           f"{off:.2f} s without (ratio {on / off:.2f}); the replay itself: median "
           f"{statistics.median(replays):.2f} s")
+    print(f"  CPU per lab start: median {statistics.median(cpu[True]):.2f} core-s with history, "
+          f"{statistics.median(cpu[False]):.2f} without; load average {load_average()}")
 
 
 def main() -> None:
@@ -134,6 +140,8 @@ def main() -> None:
     parser.add_argument("--scenario", default="nat-inbound")
     args = parser.parse_args()
     started: list[str] = []
+    print(f"history benchmark; load average {load_average()}")
+    meter = CpuMeter()
     try:
         if args.labs:
             idle(args.labs, args.seconds, args.settle, args.busy, started)
@@ -141,11 +149,12 @@ def main() -> None:
             lab("down", "--lab", name)
             started.remove(name)
         if args.runs:
-            start_times(args.scenario, args.runs, started)
+            start_times(args.scenario, args.runs, started, meter)
     finally:
         for name in started:
             subprocess.run([*LAB_CMD, "down", "--lab", name], capture_output=True,
                            cwd=PROJECT_ROOT, check=False)
+        meter.close()
 
 
 if __name__ == "__main__":

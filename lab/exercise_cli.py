@@ -70,21 +70,18 @@ def add_parsers(sub, add_lab) -> None:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
-    from lab.engine.attempt import check_forced, load, start_attempt
-    from lab.model.scenario_check import parse_forced
+    from lab.engine.attempt import checked, start_attempt
 
     if args.trainees is not None:
         from lab.class_cli import cmd_start_class
 
         return cmd_start_class(args)
     lifecycle.require_root()
-    forced = [parse_forced(text) for text in args.fault]
     uid = trainee_uid(args.trainee)
     if uid is None:
         print(f"note: no Unix user '{args.trainee}': only root can work on this attempt",
               file=sys.stderr)
-    path, scenario = load(args.scenario)
-    check_forced(forced, scenario)
+    path, scenario, forced = checked(args.scenario, args.fault)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
     lab = args.lab if args.lab is not None else scenario.name
     ticket = start_attempt(path, scenario, lab, seed, trainee=args.trainee, faults=forced,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import LAB_CMD, PROJECT_ROOT, session_name
+
+from lab.engine.layout import HIDDEN_LAYERS
 
 pytestmark = pytest.mark.root
 
@@ -98,6 +101,7 @@ def root() -> Root:
             f.unlink()
         if (path / leftover).is_dir():
             (path / leftover).rmdir()
+    shutil.rmtree(path / HIDDEN_LAYERS, ignore_errors=True)  # what the labs' /etc hid
     path.rmdir()
 
 
@@ -196,3 +200,36 @@ def test_a_topology_loaded_by_the_launcher_fails_as_a_local_load_does(root, tmp_
     assert local.returncode == through.returncode == 1
     assert "hint: " in local.stderr and through.stderr == local.stderr
     assert [p.name for p in root.path.iterdir() if not p.name.startswith("_")] == []
+
+
+@pytest.mark.parametrize("args", [("nosuch",), ("nat-inbound", "--fault", "bogus"),
+                                  ("nat-inbound", "--fault", "host-gateway-wrong:gateway=nosuch")],
+                         ids=["unknown-scenario", "unknown-fault", "bad-fault-params"])
+def test_a_scenario_checked_by_the_launcher_fails_as_a_local_check_does(root, args):
+    """`lab start` has the launcher check the scenario and its forced faults: the error
+    and its hint are those of the checks in `lab start` itself, and nothing is built."""
+    lab = session_name("x")
+    local = root.lab("start", *args, "--lab", lab, LAB_LAUNCHER="off")
+    assert launchers(root.path) == []
+    through = root.lab("start", *args, "--lab", lab)
+    assert len(launchers(root.path)) == 1
+    assert local.returncode == through.returncode == 1
+    assert "hint: " in local.stderr and through.stderr == local.stderr
+    assert [p.name for p in root.path.iterdir() if not p.name.startswith("_")] == []
+
+
+@pytest.mark.parametrize("scenario,faults", [("tls-required", []),
+                                             ("nat-inbound", ["nat-static-wrong-host"])])
+def test_the_launchers_scenario_check_gives_what_a_local_check_gives(root, monkeypatch,
+                                                                     scenario, faults):
+    from lab.engine import launcher
+    from lab.engine.attempt import check_here
+
+    monkeypatch.setenv("LAB_STATE_ROOT", str(root.path))
+    monkeypatch.chdir(PROJECT_ROOT)
+    path, plan, forced = check_here(scenario, faults)
+    reply = launcher.check_scenario(scenario, faults)
+    assert reply == {"path": str(path), "forced": forced,
+                     "plan": {"name": plan.name, "topology": plan.topology,
+                              "variant": plan.variant, "overrides": plan.overrides}}
+    assert len(launchers(root.path)) == 1

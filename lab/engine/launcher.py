@@ -11,8 +11,8 @@ ownership, like everything a lab starts.
 
 A request is one JSON line (the lab and the supervisor's environment) with two file
 descriptors (the ready pipe's write end, the supervisor's log); or, from `lab up` before
-it claims a lab, a topology to load (``load_topology``: a child validates it and
-answers). The launcher forks; the
+it claims a lab, a topology to load (``load_topology``), or from `lab start` a scenario to
+check (``check_scenario``): a child does it and answers. The launcher forks; the
 child points /proc/self/cmdline and /proc/self/environ at the supervisor's own argv and
 environment (lab.engine.identity: what `ps`, `lab clean` and ownership checks read;
 never the launcher's or a caller's) and runs the supervisor. This module is the client
@@ -111,8 +111,22 @@ def load_topology(path: Path, variant: str | None) -> tuple[str, str]:
     0.2 s on it): the topology's name and the YAML `lab up` writes for the supervisor.
     LabError as a load in this process raises it; Unavailable when no launcher answered
     (the caller loads the topology itself)."""
-    body = json.dumps({"load": {"path": str(path), "variant": variant,
-                                "cwd": os.getcwd()}}).encode() + b"\n"
+    reply = _ask("load", {"path": str(path), "variant": variant})
+    return reply["name"], reply["yaml"]
+
+
+def check_scenario(ref: str, fault_texts: list[str]) -> dict:
+    """`lab start`'s checks of a scenario and its forced faults
+    (lab.engine.attempt.check_here) done in a child of the launcher, which has the models
+    and the fault catalog imported: {"path", "plan", "forced"}. LabError as the checks
+    raise it; Unavailable when no launcher answered (the caller checks it itself)."""
+    return _ask("scenario", {"ref": ref, "faults": list(fault_texts)})
+
+
+def _ask(kind: str, request: dict) -> dict:
+    """A request answered by a child of the launcher (lab.engine.launcherproc.CHILDREN),
+    run in this process's working directory: its reply, or its LabError raised."""
+    body = json.dumps({kind: {**request, "cwd": os.getcwd()}}).encode() + b"\n"
     for attempt in range(2):
         try:
             conn = connect() if attempt == 0 else _start_and_connect()
@@ -125,13 +139,13 @@ def load_topology(path: Path, variant: str | None) -> tuple[str, str]:
                 reply = read_line(conn)
             except (OSError, ValueError):
                 reply = None
-        if reply is not None and "yaml" in reply:
-            return reply["name"], reply["yaml"]
         if reply is not None and "error" in reply:
             raise LabError(reply["error"], reply.get("hint", ""))
+        if reply is not None and "ok" in reply:
+            return reply["ok"]
         if reply is not None:
             break
-    raise Unavailable("the launcher did not load the topology")
+    raise Unavailable(f"the launcher did not answer the '{kind}' request")
 
 
 def connect() -> socket.socket:

@@ -4,7 +4,8 @@ It imports what a supervisor needs once, then serves requests on its socket: for
 it forks; the child makes a session of its own, takes the supervisor's own argv and
 environment (lab.engine.identity), and runs ``lab.engine.supervisor.main``. The launcher
 answers the child's PID, and its exit status later if `lab up` still waits on it. A
-topology `lab up` asks to have loaded is loaded in a forked child too (load_child). It
+topology `lab up` asks to have loaded, and a scenario `lab start` asks to have checked, is
+dealt with in a forked child too (answer_child). It
 never runs a lab's code itself, and it ends when idle or when its code has changed.
 """
 from __future__ import annotations
@@ -103,8 +104,9 @@ class Launcher:
             print(f"launcher: request refused: {e}", flush=True)
             conn.close()
             return
-        if isinstance(msg, dict) and "load" in msg:
-            self._load(msg["load"], fds, conn)
+        kind = next((k for k in CHILDREN if isinstance(msg, dict) and k in msg), None)
+        if kind is not None:
+            self._answer(CHILDREN[kind], msg[kind], fds, conn)
             return
         try:
             lab, env = msg["lab"], msg["env"]
@@ -144,11 +146,13 @@ class Launcher:
                 os._exit(code)
         return pid
 
-    def _load(self, request: dict, fds: list[int], conn: socket.socket) -> None:
-        """Fork a child that loads a topology for `lab up` and answers it (load_child)."""
+    def _answer(self, work: Callable[[dict], dict], request: dict, fds: list[int],
+                conn: socket.socket) -> None:
+        """Fork a child that does ``work`` for `lab up` or `lab start` and answers it
+        (answer_child)."""
         for fd in fds:
             os.close(fd)
-        pid = self._fork(lambda: load_child(request, conn))
+        pid = self._fork(lambda: answer_child(work, request, conn))
         conn.close()
         self.children[pid] = None
 
@@ -219,30 +223,53 @@ def _child(lab: str, env: dict[str, str], fds: list[int], conn: socket.socket) -
     return main([lab, str(ready_fd)])
 
 
-def load_child(request: dict, conn: socket.socket) -> int:
-    """In a forked child: load the topology `lab up` asked for, in its working directory,
-    and answer its name and YAML, or the error as a load in `lab up` would raise it. Any
-    other failure ends the child without an answer: `lab up` then loads it itself."""
-    from lab.engine.lifecycle import topology_yaml
+def answer_child(work: Callable[[dict], dict], request: dict, conn: socket.socket) -> int:
+    """In a forked child: do ``work`` with the request, in the caller's working
+    directory, and answer {"ok": result}, or the LabError as the work in the caller would
+    raise it. Any other failure ends the child without an answer: the caller then does
+    the work itself."""
     from lab.errors import LabError
-    from lab.model.topology import load_topology
 
     os.chdir(request["cwd"])
     try:
-        topo = load_topology(Path(request["path"]), request["variant"])
-        reply = {"name": topo.name, "yaml": topology_yaml(topo)}
+        reply = {"ok": work(request)}
     except LabError as e:
         reply = {"error": e.message, "hint": e.hint}
-    with contextlib.suppress(OSError):  # `lab up` gone (Ctrl-C): nobody to answer
+    with contextlib.suppress(OSError):  # the caller gone (Ctrl-C): nobody to answer
         conn.sendall(json.dumps(reply).encode() + b"\n")
     return 0
 
 
+def load_topology(request: dict) -> dict:
+    """`lab up`: the topology's name and the YAML the supervisor reads."""
+    from lab.engine.lifecycle import topology_yaml
+    from lab.model.topology import load_topology
+
+    topo = load_topology(Path(request["path"]), request["variant"])
+    return {"name": topo.name, "yaml": topology_yaml(topo)}
+
+
+def check_scenario(request: dict) -> dict:
+    """`lab start`: the scenario and its forced faults checked; what starting it needs."""
+    from lab.engine.attempt import check_here
+
+    path, scenario, forced = check_here(request["ref"], request["faults"])
+    plan = {"name": scenario.name, "topology": scenario.topology,
+            "variant": scenario.variant, "overrides": scenario.overrides}
+    return {"path": str(path), "plan": plan, "forced": forced}
+
+
+CHILDREN: dict[str, Callable[[dict], dict]] = {"load": load_topology,
+                                               "scenario": check_scenario}
+
 # what a supervisor imports, loaded once before any fork
 PRELOAD = ("asyncio", "mininet.link", "mininet.net", "mininet.node", "mininet.nodelib",
-           "lab.engine.supervisor", "lab.engine.network", "lab.engine.seal",
-           "lab.engine.status", "lab.engine.exercise", "lab.services.host", "lab.faults",
-           "lab.probes")
+           "lab.engine.supervisor", "lab.engine.network", "lab.engine.mnnodes",
+           "lab.engine.seal", "lab.engine.status", "lab.engine.exercise",
+           "lab.services.host", "lab.faults", "lab.probes",
+           # what the children answering `lab up` and `lab start` use
+           "lab.engine.lifecycle", "lab.model.scenario_check", "lab.faults.draw",
+           "lab.scoring.causes", "yaml")
 
 
 def preload() -> None:

@@ -59,34 +59,36 @@ def build(topo: Topology, files: dict[str, NodeFiles], files_ready: Callable[[],
     ``files_ready()`` returns once the nodes' files exist (they are mounted next), and
     ``configured(pids)``, called once every node is configured (node -> Mininet PID),
     starts more work and returns what waits for its end, called after the segment check.
+    Mininet only starts the shells here (lab.engine.mnnodes): each segment's script makes
+    its links and bridge, then each node's script configures the node, all nodes at once.
     """
-    from mininet.link import Link
     from mininet.log import setLogLevel
     from mininet.net import Mininet
-    from mininet.node import Host
-    from mininet.nodelib import LinuxBridge
+
+    from lab.engine.mnnodes import LabBridge, LabHost, LabIntf, ScriptedLink
 
     setLogLevel("error")
     net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
-                  waitConnected=False, switch=LinuxBridge, link=_veth_link(Link))
+                  waitConnected=False, switch=LabBridge, host=LabHost, intf=LabIntf,
+                  link=ScriptedLink)
     lab = LabNetwork(net, {}, {})
     try:
-        _add_nodes(net, topo, lab, Host, LinuxBridge)
-        ports = {seg: 0 for seg in topo.segments}
+        _add_nodes(net, topo, lab, LabHost, LabBridge)
+        ports: dict[str, list[tuple[str, str, int]]] = {seg: [] for seg in topo.segments}
         for name, node in topo.nodes.items():
             for idx, intf in enumerate(node.interfaces):
-                ports[intf.segment] += 1
-                net.addLink(lab.hosts[name], lab.switches[intf.segment],
-                            intfName1=f"eth{idx}", intfName2=_port_name(intf.segment, ports),
-                            params1={"ip": str(intf.address)})
+                port = f"{intf.segment}-p{len(ports[intf.segment]) + 1}"
+                ports[intf.segment].append((port, f"eth{idx}", lab.hosts[name].pid))
+                net.addLink(lab.hosts[name], lab.switches[intf.segment], intfName1=f"eth{idx}",
+                            intfName2=port, params1={"ip": str(intf.address)})
         net.build()
         net.start()
-        scripts = {lab.switches[seg]: (seg, [_NO_IPV6]) for seg in topo.segments}
-        scripts.update({lab.hosts[name]: (name, setup_commands(node, files[name]))
-                        for name, node in topo.nodes.items()})
+        _run_checked_all({lab.switches[seg]: (seg, segment_commands(seg, links))
+                          for seg, links in ports.items()})
         if files_ready is not None:
             files_ready()
-        _run_checked_all(scripts)
+        _run_checked_all({lab.hosts[name]: (name, setup_commands(node, files[name]))
+                          for name, node in topo.nodes.items()})
         finish = configured({n: h.pid for n, h in lab.hosts.items()}) if configured else None
         _check_segments(topo, lab)
         if finish is not None:
@@ -100,48 +102,59 @@ def build(topo: Topology, files: dict[str, NodeFiles], files_ready: Callable[[],
     return lab
 
 
-_NO_IPV6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+def _sysctl(key: str, value: int) -> str:
+    """Set a sysctl of the node's namespace by the shell itself (no program started)."""
+    return f"echo {value} > /proc/sys/{key.replace('.', '/')}"
+
+
+_NO_IPV6 = [_sysctl("net.ipv6.conf.all.disable_ipv6", 1),
+            _sysctl("net.ipv6.conf.default.disable_ipv6", 1)]
+
+
+def ip_batch(lines: list[str]) -> str:
+    """One `ip -batch` running ``lines`` (ip's own commands), given as a here-string."""
+    text = "\\n".join(line.replace("\\", "\\\\").replace("'", "\\'") for line in lines)
+    return f"ip -batch - <<< $'{text}'"
+
+
+def veth_line(port: str, intf: str, host_pid: int) -> str:
+    """The veth pair between a segment's bridge port and a node's ``intf``, made in the
+    bridge's namespace with its peer in the node's: a node's ethN gets interface index
+    N+2 (what it would get anyway: lo is 1), the bridge's end 1000 + its port number. The
+    kernel brings a veth up at once only when its index differs from its peer's (a peer in
+    another namespace may have the same number); otherwise up to a second later, and a
+    lab's first packets would wait for it."""
+    index = int(intf.removeprefix("eth")) + 2
+    port_index = 1000 + int(port.rsplit("-p", 1)[1])
+    return (f"link add name {port} index {port_index} type veth "
+            f"peer name {intf} index {index} netns {host_pid}")
+
+
+def segment_commands(segment: str, links: list[tuple[str, str, int]]) -> list[str]:
+    """A segment's script, in its bridge's namespace: its links to the nodes (bridge port,
+    node interface, node PID), the bridge (as Mininet's LinuxBridge: no STP) with every
+    port in it, all up."""
+    lines = [veth_line(*link) for link in links] + [f"link add name {segment} type bridge"]
+    for port, _intf, _pid in links:
+        lines += [f"link set {port} master {segment}", f"link set {port} up"]
+    return _NO_IPV6 + [ip_batch(lines + [f"link set {segment} up"])]
 
 
 def setup_commands(node: Node, files: NodeFiles) -> list[str]:
-    """Shell commands that turn a fresh Mininet host into the node the topology describes."""
-    cmds = [_NO_IPV6]
-    for idx, intf in enumerate(node.interfaces):
-        for alias in intf.aliases:
-            cmds.append(f"ip addr add {alias} dev eth{idx}")
+    """Shell commands that turn a fresh Mininet host into the node the topology describes:
+    its addresses (the first of each interface as Mininet's ifconfig sets it: with the
+    subnet's broadcast), links up, routes, forwarding, and its /etc layer."""
+    cmds = list(_NO_IPV6)
     if node.forwarding:
-        cmds.append("sysctl -qw net.ipv4.ip_forward=1")
+        cmds.append(_sysctl("net.ipv4.ip_forward", 1))
+    lines = ["link set lo up"]
+    for idx, intf in enumerate(node.interfaces):
+        lines += [f"addr add {intf.address} brd + dev eth{idx}", f"link set eth{idx} up"]
+        lines += [f"addr add {alias} dev eth{idx}" for alias in intf.aliases]
     if node.gateway:
-        cmds.append(f"ip route replace default via {node.gateway}")
-    for route in node.routes:
-        cmds.append(f"ip route replace {route.to} via {route.via}")
-    cmds += files.mount_commands()
-    return cmds
-
-
-def _port_name(segment: str, ports: dict[str, int]) -> str:
-    return f"{segment}-p{ports[segment]}"
-
-
-def _veth_link(link_cls):
-    """Mininet's Link, with each veth pair made with interface indexes of its own: a
-    node's ethN gets N+2 (what it would get anyway: lo is 1), the bridge's end 1000 + its
-    port number. The kernel brings a veth up at once only when its index differs from
-    its peer's (a peer in another namespace may have the same number); otherwise up to a
-    second later, and a lab's first packets would wait for it."""
-
-    class VethLink(link_cls):
-        @classmethod
-        def makeIntfPair(cls, intf1, intf2, addr1=None, addr2=None, node1=None, node2=None,
-                         deleteIntfs=True):
-            index1 = int(intf1.removeprefix("eth")) + 2
-            index2 = 1000 + int(intf2.rsplit("-p", 1)[1])
-            out = node1.cmd(f"ip link add name {intf1} index {index1} type veth "
-                            f"peer name {intf2} index {index2} netns {node2.pid}")
-            if out:
-                raise LabError(f"creating the link {intf1} - {intf2} failed: {out.strip()}")
-
-    return VethLink
+        lines.append(f"route replace default via {node.gateway}")
+    lines += [f"route replace {route.to} via {route.via}" for route in node.routes]
+    return cmds + [ip_batch(lines)] + files.mount_commands()
 
 
 def _add_nodes(net, topo: Topology, lab: LabNetwork, host_cls, bridge_cls) -> None:

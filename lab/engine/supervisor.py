@@ -19,10 +19,10 @@ from typing import Any
 
 from lab.engine import control
 from lab.engine.channel import public_socket
-from lab.engine.layout import NodeFiles
+from lab.engine.layout import NodeFiles, hidden_layer
 from lab.engine.nodebin import write_node_bin
 from lab.engine.procs import kill_owned
-from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir
+from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir, state_root
 from lab.engine.trainee import TraineeChannel
 from lab.engine.trash import delete_later, discard
 from lab.errors import LabError
@@ -71,7 +71,9 @@ class Supervisor:
     def prepare_files(self) -> float:
         """Each node's files, the lab's CA and certificates, the node commands; how long."""
         started = time.monotonic()
+        hidden = hidden_layer(state_root())
         for name, node in self.topo.nodes.items():
+            self.files[name].hidden = hidden
             self.files[name].create(node)
         self.ca = prepare_nodes(self.dir, self.lab, self.topo,
                                 {n: f.root for n, f in self.files.items()})
