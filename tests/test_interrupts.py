@@ -147,13 +147,20 @@ def test_commands_during_an_orderly_down_are_told_so(labs, lab_cli, lab_command)
     cmd, cwd = lab_command
     down = subprocess.Popen([*cmd, "down", "--lab", name], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the concurrent commands start once this down is under way (its marker is there): a
+    # down that came first would take the lab away before this one had found it, and
+    # this one would rightly say "unknown lab"
+    deadline = time.monotonic() + 60
+    while (down.poll() is None and not lifecycle.is_stopping(name)
+           and time.monotonic() < deadline):
+        time.sleep(0.005)
     messages = set()
     while down.poll() is None:
         for args in (["exec", "--lab", name, "admin", "--", "true"], ["down", "--lab", name]):
             p = lab_cli(*args)
             if p.returncode != 0:
                 messages.add(p.stderr.splitlines()[0] if p.stderr else f"rc {p.returncode}")
-    assert down.returncode == 0
+    assert down.returncode == 0, down.stderr.read()
     assert not any("died" in m or "lab clean" in m for m in messages), messages
 
 
