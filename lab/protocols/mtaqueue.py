@@ -17,6 +17,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
+from lab.asyncwait import wait_event
 from lab.protocols import mailq
 from lab.protocols.delivery import Outcome, deliver_local, deliver_remote
 from lab.protocols.maillog import (
@@ -151,10 +152,7 @@ class QueueManager:
                     self.mta.log("qmgr", f"warning: queue run failed: {e}")
             scan = self._next_scan(last_scan, delay)
             wait = None if scan is None else max(0.05, scan - loop.time())
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, wait)
             self._wake.clear()
 
     def _next_scan(self, last_scan: float, delay: float) -> float | None:

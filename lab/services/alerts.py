@@ -34,6 +34,7 @@ from typing import Any
 
 from inotify_simple import INotify, flags
 
+from lab.asyncwait import wait_event
 from lab.model.alerts import AlertsConfig
 from lab.protocols.fwlog import log_error
 from lab.protocols.mxlookup import DnsError, lookup_a
@@ -457,10 +458,7 @@ class AlertMailer(Service):
             if self._watch is None:
                 wait = self.scan_interval if wait is None else min(wait, self.scan_interval)
             self._sleep_until = None if wait is None else self.node.clock.time() + wait
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, wait)
 
     def _due_at(self, envelope: Envelope, now: datetime) -> float:
         """When (lab clock) the alert's next attempt is due; now or earlier: due."""

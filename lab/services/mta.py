@@ -213,6 +213,9 @@ class MtaService(Service):
             await self.smtpd.serve(reader, writer)
         finally:
             self._sessions.discard(task)
+            # a session cancelled by stop() closes its connection too: the server's
+            # wait_closed() waits for every connection it accepted to be closed
+            writer.close()
 
     async def stop(self) -> None:
         for server in self._servers:

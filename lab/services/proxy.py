@@ -135,6 +135,7 @@ class SmtpProxy(Service):
                     "direction": direction, "socket": writer.get_extra_info("socket")})
             finally:
                 self._sessions.discard(task)
+                writer.close()  # cancelled by stop(): its wait_closed() waits for this
 
         return session
 

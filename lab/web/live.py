@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from lab.asyncwait import wait_event
 from lab.web.classops import ClassOps
 
 log = logging.getLogger("lab.web")
@@ -68,8 +69,7 @@ class LiveHub:
                     for queue in self.queues:
                         queue.put_nowait(snap)
             assert self.changed is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), INTERVAL)
+            await wait_event(self.changed, INTERVAL)
             self.changed.clear()
 
     async def events(self) -> AsyncIterator[str]:
