@@ -43,7 +43,7 @@ bytecode: venv
 # test files run in parallel, each on one worker (its module labs are shared there; a long
 # file may share out: XDIST_GROUPS in tests/conftest.py); the labs mostly wait (for
 # shells, timers, mail), so more workers than cores pay
-TEST_JOBS ?= 3
+TEST_JOBS ?= 4
 
 test: install
 	$(PY) -m pytest -ra -n $(TEST_JOBS) --dist loadgroup

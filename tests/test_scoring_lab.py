@@ -17,6 +17,8 @@ from test_attempt_cli import shell_session
 from lab.model.rubric import Rubric
 from lab.scoring.causes import CAUSES
 
+XDIST_GROUPS = 2  # every test has labs of its own: they share out freely
+
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 # the same investigation in every attempt of a row: DNS from outside, then the firewall
