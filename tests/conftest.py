@@ -243,7 +243,11 @@ def _ip_json(*args: str) -> list[dict]:
 
 def host_snapshot() -> dict:
     """What the host's own network namespace holds: interfaces, bridges, IPv4 addresses,
-    routes (all tables), named namespaces and the nftables ruleset."""
+    routes (all tables), named namespaces and the nftables ruleset. Left out: the named
+    namespaces tests/netns_helpers.py makes, which tests on other workers add and remove
+    at any moment (no lab makes a named namespace)."""
+    from netns_helpers import PREFIX
+
     links = _ip_json("link", "show")
     return {
         "links": sorted(link["ifname"] for link in links),
@@ -251,8 +255,9 @@ def host_snapshot() -> dict:
         "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for link in _ip_json("addr", "show")
                             for a in link.get("addr_info", []) if a.get("family") == "inet"),
         "routes": _ip_json("-4", "route", "show", "table", "all"),
-        "netns": sorted(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                                       check=True).stdout.split("\n")),
+        "netns": sorted(n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                  text=True, check=True).stdout.split("\n")
+                        if not n.startswith(PREFIX)),
         "nft": subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True,
                               check=False).stdout,
     }

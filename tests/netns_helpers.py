@@ -43,6 +43,9 @@ def ns_run(name: str):
     return run
 
 
+PREFIX = "lt-"  # the named namespaces these helpers make (host snapshots leave them out)
+
+
 class Namespaces:
     """Creates namespaces and veth pairs; ``close()`` deletes them and checks they are gone."""
 
@@ -51,7 +54,7 @@ class Namespaces:
         self.names: list[str] = []
 
     def ns(self, role: str) -> str:
-        name = f"lt-{self.tag}-{role}"
+        name = f"{PREFIX}{self.tag}-{role}"
         sh("ip", "netns", "add", name)
         self.names.append(name)
         sh("ip", "-n", name, "link", "set", "lo", "up")
