@@ -41,6 +41,8 @@ def parent(pid: int) -> int:
 
 
 def launchers(root: Path) -> list[int]:
+    """The launchers of ``root``: processes with its mark, not counting the children a
+    launcher forks (one answering a request may still be ending when its answer is in)."""
     mark = f"{MARK}={root}".encode()
     found = []
     for entry in os.scandir("/proc"):
@@ -50,7 +52,14 @@ def launchers(root: Path) -> list[int]:
                     found.append(int(entry.name))
             except OSError:
                 continue
-    return found
+    forked = set()
+    for pid in found:
+        try:
+            if parent(pid) in found:
+                forked.add(pid)
+        except OSError:
+            forked.add(pid)  # gone while looked at: not a launcher still running
+    return [pid for pid in found if pid not in forked]
 
 
 class Root:
