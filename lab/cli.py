@@ -320,11 +320,14 @@ def cmd_fault(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
 
-    cleaned = lifecycle.clean(args.lab)
-    if not cleaned:
+    report = lifecycle.clean(args.lab)
+    if not report.labs and not report.trash:
         print("nothing to clean")
-    for c in cleaned:
+    for c in report.labs:
         print(f"cleaned lab {c.lab}: stopped {c.killed} processes, removed its state")
+    if report.trash:
+        print(f"deleted {len(report.trash)} state folder(s) of labs taken down that nothing "
+              "was deleting")
     return 0
 
 

@@ -117,12 +117,15 @@ def deleter(pile: Path) -> Iterator[subprocess.Popen]:
 
 
 def test_clean_leaves_trash_that_is_being_deleted_alone(pile, deleter, lab_cli):
-    assert lab_cli("clean").returncode == 0
+    p = lab_cli("clean")
+    assert p.returncode == 0 and "state folder" not in p.stdout, p.stdout
     assert pile.is_dir()
 
 
 def test_clean_removes_trash_whose_deleter_is_gone(pile, lab_cli):
-    assert lab_cli("clean").returncode == 0
+    p = lab_cli("clean")
+    assert p.returncode == 0, p.stderr
+    assert "deleted 1 state folder(s) of labs taken down that nothing was deleting" in p.stdout
     assert not pile.exists()
 
 

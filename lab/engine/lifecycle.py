@@ -412,6 +412,12 @@ class Cleaned:
     killed: int
 
 
+@dataclass
+class CleanReport:
+    labs: list[Cleaned]
+    trash: list[Path]  # state folders of labs taken down that nothing was deleting
+
+
 def clean_one(lab: str, force: bool = False) -> Cleaned:
     """Remove what a lab left: its processes (by ownership) and its state directory."""
     try:
@@ -448,13 +454,13 @@ def _remove(lab: str, netns: dict[int, int]) -> int:
     return found
 
 
-def clean(lab: str | None = None) -> list[Cleaned]:
+def clean(lab: str | None = None) -> CleanReport:
     """Clean every lab (or the one named) whose supervisor is gone; labs still starting
     are left alone. Also delete the state folders of labs taken down that nothing is
     deleting (lab.engine.trash: a crash between a down's rename and its delete)."""
     require_root()
     _clean_claims()
-    trash.sweep(wait=True)
+    swept = trash.sweep(wait=True)
     names = [check_lab_name(lab)] if lab is not None else lab_names()
     if lab is not None and not lab_dir(lab).exists():
         raise LabError(f"unknown lab '{lab}'", hint="`lab ls` lists labs")
@@ -464,7 +470,7 @@ def clean(lab: str | None = None) -> list[Cleaned]:
         from lab.engine import launcher
 
         launcher.stop()  # running labs do not need it; the next `lab up` starts one
-    return cleaned
+    return CleanReport(cleaned, swept)
 
 
 def _clean_claims() -> None:
