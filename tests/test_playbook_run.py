@@ -44,7 +44,7 @@ steps:
     facts:
       gw: {regex: 'default via (\\S+)'}
 conclusions:
-  - {when: {fact: gw, equals: 192.0.2.1}, cause: host-gateway-wrong, node: mx}
+  - {when: {fact: gw, equals: no-such-gateway}, cause: host-gateway-wrong, node: mx}
 """
 
 

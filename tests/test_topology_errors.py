@@ -29,7 +29,7 @@ def check_golden(path: Path, actual: str) -> None:
 
 def test_there_are_golden_cases():
     assert {"yaml_syntax", "unknown_field", "bad_address", "address_outside_segment",
-            "duplicate_address", "unknown_segment", "gateway_off_segment", "uplink_range",
+            "duplicate_address", "unknown_segment", "gateway_off_segment", "outside_ranges",
             "several_errors", "several_cross_field_errors"} <= set(CASES)
 
 

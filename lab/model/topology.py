@@ -19,8 +19,8 @@ from lab.model.source import FileError, Lines, Loc, lay, read_yaml, row, sort_pr
 from lab.model.zonefiles import read_zone_files
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
-# Lab addresses: RFC 5737 documentation ranges (not 192.0.2.0/24: machines here use it
-# for their own uplink) and RFC 1918 private ranges.
+# Lab addresses: two of RFC 5737's documentation ranges (not the first: machines here use
+# it for their own uplink) and RFC 1918 private ranges. Anything else is refused.
 ALLOWED_NETWORKS = [
     ip_network(n)
     for n in ("198.51.100.0/24", "203.0.113.0/24", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
