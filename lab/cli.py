@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from lab import access, exercise_cli
+from lab.engine.procs import exit_now
 from lab.errors import Interrupted, LabError
 from lab.evidence import cli as evidence_cli
 from lab.playbooks import cli as playbook_cli
@@ -136,7 +136,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     lab = lifecycle.pick_lab(args.lab)
     lifecycle.down(lab)
     print(f"lab {lab} is down")
-    _exit_now(0)  # the interpreter's clean-up would add tens of ms to `lab down`
+    exit_now(0)  # the interpreter's clean-up would add tens of ms to `lab down`
     return 0  # not reached
 
 
@@ -227,22 +227,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not access.is_instructor():
         from lab.trainee_cli import execute
 
-        _exit_now(execute(args.lab, args.node, cmd))
+        exit_now(execute(args.lab, args.node, cmd))
     from lab.engine import lifecycle, nodeexec
 
     lifecycle.require_root()
     lifecycle.require_dependencies()
-    _exit_now(nodeexec.execute(lifecycle.pick_lab(args.lab), args.node, cmd))
+    exit_now(nodeexec.execute(lifecycle.pick_lab(args.lab), args.node, cmd))
     return 0  # not reached
-
-
-def _exit_now(code: int) -> None:
-    """Leave with the command's status, skipping the interpreter's clean-up: nothing is
-    left to clean, and it is most of what `lab exec` would add to the command's time
-    (bench/exec_bench.py)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 RECORD_GRACE = 2.0  # seconds `lab shell` waits, once bash has exited, for its last lines

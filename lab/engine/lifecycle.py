@@ -444,14 +444,23 @@ def _remove(lab: str, netns: dict[int, int]) -> int:
     from lab.engine.procs import owned_processes
 
     found = len(owned_processes(lab, netns))
+    free_lab(lab, netns, wait=True)
+    return found
+
+
+def free_lab(lab: str, netns: dict[int, int], wait: bool) -> None:
+    """Kill every process the lab owns, remove its public socket and rename its state
+    folder away (lab.engine.trash), which frees its name; the folder is deleted now
+    (``wait``) or by a detached process. If some process would not stop, LabError and
+    nothing else is touched: the folder stays for `lab clean`."""
     left = kill_owned(lab, netns)
     if left:
-        raise LabError(f"lab '{lab}': processes {left} would not stop")
+        raise LabError(f"lab '{lab}': processes {left} would not stop",
+                       hint="`lab clean` tries again")
     public_socket(lab).unlink(missing_ok=True)
-    pile = trash.discard(lab_dir(lab))  # the name is free from here on
+    pile = trash.discard(lab_dir(lab))
     if pile is not None:
-        trash.delete_now(pile)
-    return found
+        (trash.delete_now if wait else trash.delete_later)(pile)
 
 
 def clean(lab: str | None = None) -> CleanReport:

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.engine import control
-from lab.engine.channel import public_socket
 from lab.engine.layout import NodeFiles, hidden_layer
+from lab.engine.lifecycle import free_lab
 from lab.engine.nodebin import write_node_bin
-from lab.engine.procs import kill_owned
+from lab.engine.procs import exit_now
 from lab.engine.state import OWNER_ENV, LabState, ProcRef, lab_dir, state_root
 from lab.engine.trainee import TraineeChannel
-from lab.engine.trash import delete_later, discard
 from lab.errors import LabError
 from lab.model.topology import Topology, load_topology
 from lab.protocols.clock import LabClock
@@ -349,15 +348,8 @@ class Supervisor:
         self.kill_inits()
         if self.network is not None:
             kill_shells(self.network)
-        netns = {rec.netns: rec.cookie for rec in self.state.nodes.values()}
-        left = kill_owned(self.lab, netns)
-        if left:
-            raise LabError(f"lab '{self.lab}': processes {left} would not stop",
-                           hint="`lab clean` tries again")
-        public_socket(self.lab).unlink(missing_ok=True)
-        trash = discard(self.dir)
-        if trash is not None:
-            delete_later(trash)
+        free_lab(self.lab, {rec.netns: rec.cookie for rec in self.state.nodes.values()},
+                 wait=False)
 
 
 def _report(fd: int, message: str) -> None:
@@ -395,16 +387,10 @@ def main(argv: list[str]) -> int:
         with asyncio.Runner(loop_factory=sup.clock.new_loop) as runner:
             runner.run(sup.run(ready_fd))
             if sup.torn_down:  # `lab down` waits for this process to end: closing the
-                _exit_now(0)  # loop (its tasks, its threads) would only delay it
+                exit_now(0)  # loop (its tasks, its threads) would only delay it
     finally:
         sup.teardown()
     return 0
-
-
-def _exit_now(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":
