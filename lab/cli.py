@@ -310,15 +310,18 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from lab.engine import lifecycle
+    from lab.engine.state import state_root
 
     report = lifecycle.clean(args.lab)
-    if not report.labs and not report.trash:
+    if not report.labs and not report.trash and not report.unmounted:
         print("nothing to clean")
     for c in report.labs:
         print(f"cleaned lab {c.lab}: stopped {c.killed} processes, removed its state")
     if report.trash:
         print(f"deleted {len(report.trash)} state folder(s) of labs taken down that nothing "
               "was deleting")
+    if report.unmounted:
+        print(f"unmounted the state root's tmpfs ({state_root()}): no lab is left in it")
     return 0
 
 

@@ -88,12 +88,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def no_launcher_left() -> Iterator[None]:
     """The launcher `lab up` starts (lab.engine.launcher) ends with the session: no
-    daemon is left behind by the tests."""
+    daemon is left behind by the tests, nor the tmpfs a lab command mounted on the state
+    root (lab.engine.stateroot) when no lab is left in it."""
     yield
     if os.geteuid() == 0:
-        from lab.engine import launcher
+        from lab.engine import launcher, stateroot
 
         launcher.stop()
+        stateroot.release()
         _remove_worker_paths()
 
 

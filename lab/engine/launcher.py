@@ -165,7 +165,10 @@ def _start_and_connect() -> socket.socket:
     seconds: as long as a supervisor of its own would)."""
     import subprocess
 
-    home().mkdir(mode=0o700, parents=True, exist_ok=True)
+    from lab.engine import stateroot
+
+    stateroot.prepare()
+    home().mkdir(mode=0o700, exist_ok=True)
     with open(home() / "log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "lab.engine.launcherproc"],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

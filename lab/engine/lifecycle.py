@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.engine import control, interrupts, trash
+from lab.engine import control, interrupts, stateroot, trash
 from lab.engine.channel import public_socket
 from lab.engine.procs import kill_owned, netns_inode
 from lab.engine.state import (
@@ -238,11 +238,7 @@ def topology_yaml(topo: Topology) -> str:
 def _claim(lab: str, files: dict[str, str]) -> None:
     """Create the lab's directory with ``files`` and the STARTING marker in one step (a
     prepared directory renamed into place), so that no one sees it half made."""
-    root = state_root()
-    # trainees may pass through (to the trainee channel's sockets), not list it; every
-    # lab's own directory stays root-only
-    root.mkdir(mode=0o711, parents=True, exist_ok=True)
-    os.chmod(root, 0o711)
+    root = stateroot.prepare()
     tmp = Path(tempfile.mkdtemp(prefix=f"{CLAIM_PREFIX}{lab}-", dir=root))
     try:
         for name, text in files.items():
@@ -416,6 +412,7 @@ class Cleaned:
 class CleanReport:
     labs: list[Cleaned]
     trash: list[Path]  # state folders of labs taken down that nothing was deleting
+    unmounted: bool = False  # the state root's own tmpfs, nothing being left in it
 
 
 def clean_one(lab: str, force: bool = False) -> Cleaned:
@@ -479,7 +476,8 @@ def clean(lab: str | None = None) -> CleanReport:
         from lab.engine import launcher
 
         launcher.stop()  # running labs do not need it; the next `lab up` starts one
-    return CleanReport(cleaned, swept)
+    unmounted = lab is None and stateroot.release()
+    return CleanReport(cleaned, swept, unmounted)
 
 
 def _clean_claims() -> None:
