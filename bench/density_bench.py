@@ -8,7 +8,8 @@ Starts labs (topology mail-dmz, names PREFIX-1...) in waves of W at once up to N
     baseline the later ones are compared with);
   * PSS per lab: the sum of /proc/PID/smaps_rollup's Pss over the lab's processes (those
     carrying LAB_INSTANCE=<lab> or living in one of its network namespaces), median over
-    the labs; the supervisor's own; the launcher's (shared by all, said apart);
+    the labs; the supervisor's own; the launcher's (shared by all, said apart); and
+    the lab's state files (memory too where the state root is a tmpfs);
   * idle CPU per lab over --idle seconds: utime+stime (and the children's the labs
     reaped) of every lab process, as % of one core per lab.
 At the top it runs `lab verify` in --sample labs picked at random. A `lab up` that fails
@@ -32,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from labcli import load_average, run_lab, timed_lab
+
+from lab.engine.stateroot import file_system
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -108,6 +111,19 @@ def pss_kb(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def state_kb(folder: Path) -> int:
+    """What a lab's state folder occupies (KB allocated): memory where the state root is a
+    tmpfs (lab.engine.stateroot), which no process's PSS shows."""
+    total = 0
+    for path, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(path, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total // 1024
 
 
 def cpu_ticks(pid: int) -> int:
@@ -193,9 +209,11 @@ class Density:
         used = sum(max(0, end[pid] - start[pid]) for pid in start)
         per_lab = [sum(pss_kb(pid) for pid in pids) for pids in procs.values()]
         sups = [pss_kb(self.supervisor(lab)) for lab in procs]
+        state = [state_kb(STATE_ROOT / lab) for lab in procs]
         return {"labs": len(procs), "pss": statistics.median(per_lab) / 1024 if per_lab else 0,
                 "pss_max": max(per_lab, default=0) / 1024,
                 "supervisor": statistics.median(sups) / 1024 if sups else 0,
+                "state": statistics.median(state) / 1024 if state else 0,
                 "launcher": launcher_pss() / 1024,
                 "processes": statistics.median(len(p) for p in procs.values()) if procs else 0,
                 "cpu": 100.0 * used / TICKS / idle / max(1, len(procs))}
@@ -228,7 +246,8 @@ class Density:
         every = self.labs + [f.split(":")[0] for f in self.failed]
         marked = len(Procs(every).owner)
         states = sum((STATE_ROOT / lab).exists() for lab in every)
-        mounts = sum(str(STATE_ROOT) in line
+        inside = f"{os.path.realpath(STATE_ROOT)}/"  # the state root's own tmpfs is no lab's
+        mounts = sum(line.split()[4].startswith(inside)
                      for line in Path("/proc/self/mountinfo").read_text().splitlines())
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
         bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"],
@@ -270,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
             m = bench.measure(args.idle)
             print(f"{m['labs']:4d} labs: lab up {up:.2f} s ({up / first:.2f}x the first); "
                   f"PSS per lab {m['pss']:.1f} MB (max {m['pss_max']:.1f}; supervisor "
-                  f"{m['supervisor']:.1f}; {m['processes']:.0f} processes); launcher "
+                  f"{m['supervisor']:.1f}; {m['processes']:.0f} processes); state files "
+                  f"{m['state']:.1f} MB (on {file_system(STATE_ROOT)[2]}); launcher "
                   f"{m['launcher']:.1f} MB shared; idle CPU {m['cpu']:.3f} % of a core per lab;"
                   f" load average {load_average()}", flush=True)
         if stopped:
