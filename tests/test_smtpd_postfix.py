@@ -169,3 +169,41 @@ def test_session_log_lines(lines, logged):
     hooks = _Accepting()
     asyncio.run(_session(lines, hooks))
     assert hooks.logged == logged
+
+
+async def _data_session(gaps: list[float], timeout: float) -> tuple[list[str], list[str]]:
+    """A message sent line by line after DATA with ``gaps`` seconds before each line (the
+    client then ends the message and quits), to an engine whose timeout is ``timeout``:
+    the final line of every reply, and what it logged."""
+    hooks = _Accepting()
+    a, b = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=a)
+    served = asyncio.ensure_future(Smtpd(hooks, timeout=timeout, error_sleep=0)
+                                   .serve(reader, writer))
+    client_r, client_w = await asyncio.open_connection(sock=b)
+    client_w.write(b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    for i, gap in enumerate(gaps):
+        await asyncio.sleep(gap)
+        if served.done():
+            break
+        client_w.write(b"line %d\r\n" % i)
+    if not served.done():
+        client_w.write(b".\r\nQUIT\r\n")
+    out = await asyncio.wait_for(client_r.read(), 5)
+    await served
+    client_w.close()
+    replies = [ln for ln in out.decode(errors="replace").split("\r\n") if ln and ln[3:4] != "-"]
+    return replies, hooks.logged
+
+
+def test_data_time_limit_is_per_line():
+    """A client that sends each line within the time limit is not cut off, however long
+    the whole message takes (Postfix's smtpd_timeout is per read)."""
+    replies, _ = asyncio.run(_data_session([0.1] * 6, timeout=0.3))
+    assert replies[-2:] == ["250 2.0.0 Ok: queued as 0123456789", "221 2.0.0 Bye"]
+
+
+def test_silent_client_after_data_times_out():
+    replies, logged = asyncio.run(_data_session([0.05, 1.5], timeout=0.3))
+    assert replies[-1] == "421 4.4.2 mail.example.net Error: timeout exceeded"
+    assert "timeout after DATA (8 bytes) from unknown[unknown]" in logged

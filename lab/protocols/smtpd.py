@@ -168,11 +168,11 @@ class _Run:
                 await self.loop()
         except _Closed:
             pass
-        except (EOFError, ConnectionError, OSError, ssl.SSLError):
-            self.reason = "lost connection"
-        except TimeoutError:
+        except TimeoutError:  # before OSError: it is one
             self.reason = "timeout"
             await self._try_reply(f"421 4.4.2 {self.hooks.hostname} Error: timeout exceeded")
+        except (EOFError, ConnectionError, OSError, ssl.SSLError):
+            self.reason = "lost connection"
         finally:
             await self.finish()
 
@@ -387,17 +387,23 @@ class _Run:
         s.where, s.data_bytes = AFTER_DATA, 0
         lines: list[bytes] = []
         too_big = False
-        while True:
-            line, size = await asyncio.wait_for(read_line(self.reader), self.smtpd.timeout)
-            if line == b".":
-                break
-            s.data_bytes += size
-            if line.startswith(b"."):
-                line = line[1:]
-            if not too_big and s.data_bytes > self.hooks.size_limit(s):
-                too_big, lines = True, []
-            if not too_big:
-                lines.append(line)
+        loop = asyncio.get_running_loop()
+        # the time limit is per line, as Postfix's smtpd_timeout is per read; one timer
+        # moved on at each line, not a task per line (asyncio.wait_for's): a message is
+        # hundreds of lines, and the lab's mail servers share one process
+        async with asyncio.timeout(None) as limit:
+            while True:
+                limit.reschedule(loop.time() + self.smtpd.timeout)
+                line, size = await read_line(self.reader)
+                if line == b".":
+                    break
+                s.data_bytes += size
+                if line.startswith(b"."):
+                    line = line[1:]
+                if not too_big and s.data_bytes > self.hooks.size_limit(s):
+                    too_big, lines = True, []
+                if not too_big:
+                    lines.append(line)
         s.where = AFTER_EOM
         if too_big:
             reply = "552 5.3.4 Message size exceeds fixed limit"
