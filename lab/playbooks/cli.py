@@ -23,7 +23,7 @@ def add_parsers(sub, add_lab) -> None:
     r.add_argument("--seed", action="append", type=int, default=[], metavar="N",
                    help="draw faults with this seed (repeatable; default 0)")
     r.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="labs at once (default 2)")
+                   help="labs at once (default six per core, at most 48)")
     r.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     r.add_argument("--json", metavar="FILE", help="write every run's evidence as JSON here")
     r.add_argument("--results", metavar="DIR", help="where the attempt records go")

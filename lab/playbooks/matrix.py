@@ -21,8 +21,11 @@ from lab.model.scenario import Scenario
 from lab.paths import PLAYBOOK_DIR
 from lab.playbooks.runner import PlaybookResult, StepResult, run_playbook
 
-# runs mostly wait: on the 2-core machine 4 jobs took half the time of 2 (bench/matrix_bench.py)
-DEFAULT_JOBS = 4
+# a run mostly waits (the replay's idle clock steps, a probe's answer): on a 2-core machine
+# 4 jobs kept the cores 57 % busy, and 75 runs took 119 s with 4 jobs, 90 s with 8, 79 s
+# with 12 and 89 s with 16 (bench/matrix_bench.py); a lab takes some 25 to 40 MB
+JOBS_PER_CORE, MAX_JOBS = 6, 48
+DEFAULT_JOBS = min(MAX_JOBS, JOBS_PER_CORE * (os.cpu_count() or 1))
 
 
 class Cancelled(LabError):
