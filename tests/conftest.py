@@ -141,6 +141,18 @@ def lab_exec(lab: str, node: str, *cmd: str, **kw) -> subprocess.CompletedProces
     return run_lab("exec", "--lab", lab, node, "--", *cmd, **kw)
 
 
+def node_run(lab: str, node: str, *cmd: str, input: str | None = None,
+             timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+    """A command in a node by the library's way in (lab.engine.nodeexec.run, the playbook
+    runner's): sealed and recorded as `lab exec` is, without a `lab` process started for
+    it (80 ms of CPU each, and the fault and history tests run thousands of commands).
+    `lab exec` itself is tested as a user runs it in tests/test_engine_cli.py and
+    tests/test_sealed_node.py. Text in and out; rc 124 when ``timeout`` ran out."""
+    from lab.engine import nodeexec
+
+    return nodeexec.run(lab, node, list(cmd), timeout=timeout, stdin=input)
+
+
 @pytest.fixture(scope="session")
 def node_exec():
     """``node_exec(lab, node, *cmd)``: `lab exec` in a node, returns the CompletedProcess."""

@@ -8,16 +8,19 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import PROJECT_ROOT, run_lab
+from conftest import PROJECT_ROOT, node_run
 
 from lab.model.topology import load_topology
 
 SCRIPT = r"""
 set -u
+# stdin: "SINCE LAB" (the lab's start, seconds since the epoch, and its name), the
+# patterns, a line "--", then the /tmp and /root entries older than the lab
+read -r SINCE LAB || exit 90
+[ -n "$SINCE" ] && [ -n "$LAB" ] || exit 91
 P=$(mktemp /dev/shm/kh.XXXXXX) || exit 90
 O=$(mktemp /dev/shm/kh.XXXXXX) || exit 90
 trap 'rm -f "$P" "$O"' EXIT
-# stdin: the patterns, a line "--", then the /tmp and /root entries older than the lab
 awk -v p="$P" -v o="$O" '$0 == "--" { rest = 1; next } { print > (rest ? o : p) }'
 hits() { grep -aoiw -f "$P" | sort -u | sed "s|^|HIT $1: |"; }
 grep -rIsoiw -f "$P" /etc /var/mail /var/spool /var/log /run 2>/dev/null \
@@ -101,13 +104,13 @@ def old_entries() -> list[str]:
 
 
 def scan(lab: str, node: str, patterns: list[str], since: int, old: list[str]) -> list[str]:
-    env = {**clean_env(), "SINCE": str(since), "LAB": lab}
-    # SINCE/LAB reach the node's shell through `lab exec`'s environment; the patterns
-    # and the old entries go through stdin (tests/test_answer_key_hidden.py says why)
-    stdin = "\n".join([*patterns, "--", *old]) + "\n"
-    p = run_lab("exec", "--lab", lab, node, "--", "sh", "-c", SCRIPT, input=stdin, env=env,
-                timeout=60)
+    """One node's hits. Everything the script needs goes through stdin, not its command
+    line or its environment (tests/test_answer_key_hidden.py says why; a node command's
+    environment is the node's own, whatever the caller's: lab.engine.nodeexec)."""
+    stdin = "\n".join([f"{since} {lab}", *patterns, "--", *old]) + "\n"
+    p = node_run(lab, node, "sh", "-c", SCRIPT, input=stdin, timeout=60)
     assert "SCANNED" in p.stdout, f"scan on {node} did not finish: rc={p.returncode} {p.stderr}"
+    assert not p.stderr.strip(), f"scan on {node}: {p.stderr}"  # no part of it failed
     return [line for line in p.stdout.splitlines() if line.startswith("HIT")]
 
 

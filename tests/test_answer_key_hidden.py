@@ -2,8 +2,8 @@
 
 For every fault of the catalog forced with ``lab start --fault`` (here) and for every
 scenario in scenarios/ (seed fixed; in tests/test_history_lab.py, in the lab whose
-traces it checks), the lab is started and from EVERY node's shell
-(``lab exec NODE -- sh -c SCRIPT``, one shell command per node) the test greps every
+traces it checks), the lab is started and from EVERY node's shell (``sh -c SCRIPT``
+run as ``lab exec NODE`` runs it, one shell command per node) the test greps every
 surface a trainee can reach that the lab created or touched:
 
 * files: the whole /etc (the node's overlay over the host's /etc), /var/mail,
@@ -31,9 +31,12 @@ Excluded on purpose, and why:
 Processes of other labs and test sessions are out of a node's sight (its own PID
 namespace), as is the supervisor that holds the answer key.
 
-The patterns travel on stdin into a file under /dev/shm (not searched), so neither the
-grep's arguments nor the shell's command line contains them; the `lab exec` runs with
-an environment free of PYTEST_* variables (PYTEST_CURRENT_TEST names the test id).
+The patterns (and the lab's start and name) travel on stdin into a file under /dev/shm
+(not searched), so neither the grep's arguments nor the shell's command line contains
+them. The scan enters each node the way `lab exec` does (lab.engine.nodeexec, sealed and
+recorded), and its commands get the node's own environment, never the caller's (not
+PYTEST_CURRENT_TEST, which names the test id); the `lab start` runs with an environment
+free of PYTEST_* variables.
 """
 from __future__ import annotations
 
@@ -79,10 +82,12 @@ def test_scan_finds_what_is_there(labs):
     # a process of the node that the scan can read (the node's init is out of its reach)
     p = run_lab("exec", "--lab", lab, "mx", "--", "sh", "-c",
                 "echo 'queue ok canaryword' > /var/log/canary.log; "
+                "mkdir /tmp/new; echo 'canaryword' > /tmp/new/canary.txt; "
                 "sleep 120 </dev/null >/dev/null 2>&1 &", env=clean_env())
     assert p.returncode == 0, p.stderr
     hits = scan(lab, "mx", ["canaryword", lab, "eth0"], since, old)
     assert any(h.startswith("HIT file /var/log/canary.log") for h in hits), hits
+    assert any(h.startswith("HIT new /tmp/new/canary.txt") for h in hits), hits
     assert any(h.startswith("HIT proc ") and h.endswith(lab) for h in hits), hits
     assert any(h.startswith("HIT ip addr: ") for h in hits), hits
     # the lab's own records stay hidden (another test session's state root under /run, if

@@ -25,7 +25,7 @@ from lab.faults import CATALOG, FAMILIES, get_fault
 from lab.faults.base import Fault
 from lab.model.roles import derive_roles, placeholders
 from lab.model.topology import load_topology
-from tests.conftest import lab_exec, run_lab
+from tests.conftest import node_run, run_lab
 
 LAB = "t-faults"
 XDIST_GROUPS = 4  # the longest file: its cases share out to 4 workers, a lab on each
@@ -37,7 +37,7 @@ ROLES = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "m
 
 
 def sh(lab: str, node: str, *cmd: str):
-    return lab_exec(lab, node, *cmd)
+    return node_run(lab, node, *cmd)
 
 
 def out(lab: str, node: str, *cmd: str) -> str:

@@ -18,7 +18,7 @@ from test_faults import Case, applies, exercise, verify
 from lab.faults import CATALOG, get_fault
 from lab.model.roles import derive_roles, placeholders
 from lab.model.topology import load_topology
-from tests.conftest import lab_exec
+from tests.conftest import node_run
 
 ROLES = derive_roles(load_topology(Path(__file__).parents[1] / "topologies" / "isp-relay.yaml"))
 PROBES = ("inbound", "outbound", "alert")
@@ -33,7 +33,7 @@ _SERIAL = re.compile(r"\d{10}( ; serial)")
 
 
 def out(lab: str, node: str, *cmd: str) -> str:
-    return lab_exec(lab, node, *cmd).stdout
+    return node_run(lab, node, *cmd).stdout
 
 
 def surfaces(lab: str) -> dict[str, str]:
@@ -52,7 +52,7 @@ def until(what, seconds: float = 12.0):
 
 
 def swaks(lab: str, node: str, server: str, to: str, sender: str) -> str:
-    p = lab_exec(lab, node, "swaks", "--server", server, "--to", to, "--from", sender,
+    p = node_run(lab, node, "swaks", "--server", server, "--to", to, "--from", sender,
                  "--timeout", "8")
     return p.stdout + p.stderr
 
@@ -104,7 +104,7 @@ def s_outbound_proxy(lab):
 
 
 def s_forwarder(lab):
-    seen = lab_exec(lab, "ns-int", "sh", "-c",
+    seen = node_run(lab, "ns-int", "sh", "-c",
                     "timeout 6 tcpdump -l -n -i eth0 -c 1 'host 198.51.100.201 and udp port 53'"
                     " 2>/dev/null & sleep 1; dig +time=3 +tries=1 @192.168.10.53 partner.test MX "
                     ">/dev/null; wait").stdout
@@ -122,9 +122,9 @@ def s_dmz_permit(lab):
 
 
 def s_relay_down(lab):
-    assert lab_exec(lab, "laptop", "nc", "-z", "-w2", "198.51.100.25", "25").returncode != 0
+    assert node_run(lab, "laptop", "nc", "-z", "-w2", "198.51.100.25", "25").returncode != 0
     swaks(lab, "laptop", "198.51.100.20", "jsmith@example.org", "a@partner.test")
-    lab_exec(lab, "partner-mx", "postqueue", "-f")
+    node_run(lab, "partner-mx", "postqueue", "-f")
     assert mailq_says(lab, "isp-mx2", "connect to mx.example.org[198.51.100.25]:25: "
                                       "Connection refused")
 
@@ -140,12 +140,12 @@ def s_wrong_address(lab):
 
 def s_relay_link(lab):
     assert "state DOWN" in out(lab, "relay", "ip", "link", "show", "eth0")
-    assert lab_exec(lab, "laptop", "nc", "-z", "-w2", "198.51.100.25", "25").returncode != 0
+    assert node_run(lab, "laptop", "nc", "-z", "-w2", "198.51.100.25", "25").returncode != 0
 
 
 def s_dmz_link(lab):
     assert "state DOWN" in out(lab, "gw", "ip", "link", "show", "eth1")
-    assert lab_exec(lab, "relay", "ping", "-c1", "-W1", "172.16.25.1").returncode != 0
+    assert node_run(lab, "relay", "ping", "-c1", "-W1", "172.16.25.1").returncode != 0
 
 
 CASES = [

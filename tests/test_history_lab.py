@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import lab_exec, run_lab
+from conftest import node_run, run_lab
 from hidden_scan import clean_env, leaks, old_entries
 
 from lab.engine import lifecycle
@@ -60,7 +60,7 @@ def _seen(scenario_name: str) -> tuple[Seen, list[str]]:
 def _look(lab: str, seen: Seen, trace: str) -> tuple[str, str | None]:
     """What a trainee's command shows for ``trace``, and what is missing from it."""
     view = VIEWS[trace]
-    p = lab_exec(lab, getattr(seen.roles, view.role), *view.argv)
+    p = node_run(lab, getattr(seen.roles, view.role), *view.argv)
     return p.stdout, view.judge(p.stdout, seen)
 
 
@@ -104,7 +104,7 @@ def test_without_history_the_lab_starts_with_empty_queues_and_logs(labs):
     p = run_lab("start", "nat-inbound", "--seed", str(SEED), "--lab", lab, env=env)
     assert p.returncode == 0, p.stderr
     seen, _ = _seen("nat-inbound")
-    assert lab_exec(lab, seen.roles.sender, "mailq").stdout == "Mail queue is empty\n"
-    p = lab_exec(lab, seen.roles.sender, "cat", "/var/log/mail.log")
+    assert node_run(lab, seen.roles.sender, "mailq").stdout == "Mail queue is empty\n"
+    p = node_run(lab, seen.roles.sender, "cat", "/var/log/mail.log")
     assert p.returncode != 0 and "No such file" in p.stderr
-    assert lab_exec(lab, seen.roles.firewall, "netguard", "-An").stdout == ""
+    assert node_run(lab, seen.roles.firewall, "netguard", "-An").stdout == ""

@@ -20,7 +20,7 @@ from lab.protocols.dnscache import Step
 from lab.protocols.forwarder import Forwarder
 from lab.protocols.mxlookup import MxHost
 from lab.protocols.resolver import Resolver
-from tests.conftest import lab_exec, run_lab
+from tests.conftest import node_run, run_lab
 
 # --- the MX preference rule (Postfix's smtp client), without a lab ----------------------------
 
@@ -107,11 +107,11 @@ def isp(module_labs) -> str:
 
 
 def out(lab: str, node: str, *cmd: str) -> str:
-    return lab_exec(lab, node, *cmd).stdout
+    return node_run(lab, node, *cmd).stdout
 
 
 def swaks(lab: str, node: str, server: str, to: str, sender: str) -> str:
-    p = lab_exec(lab, node, "swaks", "--server", server, "--to", to, "--from", sender,
+    p = node_run(lab, node, "swaks", "--server", server, "--to", to, "--from", sender,
                  "--timeout", "8")
     return p.stdout + p.stderr
 
@@ -132,7 +132,7 @@ def test_two_mx_records_by_preference(isp):
 
 @pytest.mark.root
 def test_the_internal_server_forwards_with_recursion_desired(isp):
-    seen = lab_exec(isp, "ns-int", "sh", "-c",
+    seen = node_run(isp, "ns-int", "sh", "-c",
                     "timeout 5 tcpdump -l -n -i eth0 -c 1 'udp dst port 53' 2>/dev/null & "
                     "sleep 1; dig +time=3 +tries=1 @192.168.10.53 fresh.partner.test A "
                     ">/dev/null; wait").stdout
@@ -175,7 +175,7 @@ def test_the_backup_mx_queues_while_the_primary_is_away_and_hands_over_after(isp
     assert run_lab("service", "--lab", isp, "relay", "smtp", "stop").returncode == 0
     try:
         swaks(isp, "laptop", "198.51.100.20", "admin@example.org", "b@partner.test")
-        lab_exec(isp, "partner-mx", "postqueue", "-f")
+        node_run(isp, "partner-mx", "postqueue", "-f")
         queue = until(lambda: "connect to mx.example.org[198.51.100.25]:25: Connection "
                               "refused" in (q := out(isp, "isp-mx2", "mailq")) and q)
         assert queue and "admin@example.org" in queue
@@ -186,6 +186,6 @@ def test_the_backup_mx_queues_while_the_primary_is_away_and_hands_over_after(isp
         assert not probe["passed"] and "isp-mx2 queue" in probe["detail"], probe
     finally:
         assert run_lab("service", "--lab", isp, "relay", "smtp", "start").returncode == 0
-    lab_exec(isp, "isp-mx2", "postqueue", "-f")
+    node_run(isp, "isp-mx2", "postqueue", "-f")
     assert until(lambda: "Mail queue is empty" in out(isp, "isp-mx2", "mailq"))
     assert "b@partner.test" in until(lambda: out(isp, "mail", "cat", "/var/mail/admin"))
