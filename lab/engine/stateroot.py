@@ -5,11 +5,12 @@ A lab's state is some 400 small files (node layers, TLS keys, node commands) mad
 written to a temporary name and renamed into place); all of it goes with the lab, and
 none of it is meant to outlive the machine's boot. On a file system on disk each new
 file costs far more than in memory: 0.1 to 0.9 ms on the virtual disk where this was
-measured (an ext4 mounted with ``discard``), against 9 to 24 us on a tmpfs; a `lab start`
-spent 13 % of its CPU time on it (bench/stateroot_bench.py). The default state root, /run/lab, is on a tmpfs wherever
-/run is one (a standard Debian); where it is not (a container, a virtual machine whose
-/run is a folder of its root disk) the first lab command mounts a tmpfs of its own on the
-state root, and `lab clean` unmounts it once no lab is left in it.
+measured (an ext4 mounted with ``discard``), against 9 to 24 us on a tmpfs; a
+`lab start` spent 13 % of its CPU time on it (bench/stateroot_bench.py). The default
+state root, /run/lab, is on a tmpfs wherever /run is one (a standard Debian); where it is
+not (a container, a virtual machine whose /run is a folder of its root disk) the first
+lab command mounts a tmpfs of its own on the state root, and `lab clean` unmounts it once
+no lab is left in it.
 
 ``LAB_STATE_TMPFS=off`` keeps the state root where it is (benchmarks measure with and
 without). The file system is mounted only on a state root that holds nothing alive (no
