@@ -467,3 +467,17 @@ def _sleepers(netns: int) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_hidden_layer_survives_an_entry_that_vanishes(tmp_path, monkeypatch):
+    """An unreadable /etc entry listed, then gone before the layer is made (useradd's
+    /etc/subgid.lock, while another lab is being made): the layer is made all the same,
+    and hides everything else."""
+    from lab.engine import layout
+
+    listed = layout.unreadable_etc()
+    monkeypatch.setattr(layout, "unreadable_etc", lambda: (*listed, "gone-since.lock"))
+    layer = layout.hidden_layer(tmp_path)
+    assert layer.is_dir()
+    for entry in listed:
+        assert os.path.lexists(layer / entry), entry

@@ -89,10 +89,13 @@ def hidden_layer(state_root: Path) -> Path:
     not be deleted while a lab of the state root runs: its nodes would see the host's
     secrets again (`lab clean` leaves names starting with "_" alone: they are no labs)."""
     entries = unreadable_etc()
-    stats = [(e, *_owner_mode(Path("/etc") / e)) for e in entries]
+    stats = []
     for e in entries:
-        stats += [(str(p), *_owner_mode(Path("/etc") / p)) for p in Path(e).parents
-                  if str(p) != "."]
+        for p in (Path(e), *(p for p in Path(e).parents if str(p) != ".")):
+            try:
+                stats.append((str(p), *_owner_mode(Path("/etc") / p)))
+            except FileNotFoundError:  # gone since (a lock file useradd held): no matter
+                continue
     digest = hashlib.sha256(repr(sorted(set(stats))).encode()).hexdigest()[:16]
     layer = state_root / HIDDEN_LAYERS / digest
     if layer.is_dir():
@@ -102,7 +105,10 @@ def hidden_layer(state_root: Path) -> Path:
     new.mkdir(mode=0o755)
     try:
         for entry in entries:
-            _hide(new / entry, Path("/etc") / entry)
+            try:
+                _hide(new / entry, Path("/etc") / entry)
+            except FileNotFoundError:  # gone since it was listed: nothing to hide
+                continue
         os.rename(new, layer)
     except OSError:
         if not layer.is_dir():
