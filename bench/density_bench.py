@@ -34,7 +34,7 @@ from pathlib import Path
 
 from labcli import load_average, run_lab, timed_lab
 
-from lab.engine.stateroot import file_system
+from lab.engine.stateroot import file_system, mounts
 
 STATE_ROOT = Path(os.environ.get("LAB_STATE_ROOT", "/run/lab"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -247,12 +247,11 @@ class Density:
         marked = len(Procs(every).owner)
         states = sum((STATE_ROOT / lab).exists() for lab in every)
         inside = f"{os.path.realpath(STATE_ROOT)}/"  # the state root's own tmpfs is no lab's
-        mounts = sum(line.split()[4].startswith(inside)
-                     for line in Path("/proc/self/mountinfo").read_text().splitlines())
+        mounted = sum(point.startswith(inside) for _source, point, _kind in mounts())
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
         bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"],
                                  capture_output=True, text=True, check=False).stdout
-        return {"processes": marked, "state dirs": states, "mounts": mounts,
+        return {"processes": marked, "state dirs": states, "mounts": mounted,
                 "named netns": len(netns.split()), "host bridges": len(bridges.splitlines()),
                 "trash": trash_left()}
 

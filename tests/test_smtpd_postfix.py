@@ -29,19 +29,31 @@ class _Accepting(SmtpdHooks):
         return "250 2.0.0 Ok: queued as 0123456789"
 
 
-async def _session(lines: list[bytes], hooks: _Accepting | None = None) -> list[str]:
-    """The final line of every reply the engine gives to ``lines`` (sent at once)."""
+async def _serving(hooks: _Accepting, **options) -> tuple[asyncio.Future, asyncio.StreamReader,
+                                                         asyncio.StreamWriter]:
+    """The engine serving one session over a socket pair: its task, and the client's end."""
     a, b = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=a)
-    served = asyncio.ensure_future(Smtpd(hooks or _Accepting(), error_sleep=0)
-                                   .serve(reader, writer))
+    served = asyncio.ensure_future(Smtpd(hooks, error_sleep=0, **options).serve(reader, writer))
     client_r, client_w = await asyncio.open_connection(sock=b)
-    client_w.write(b"".join(line + b"\r\n" for line in lines))
-    await client_w.drain()
+    return served, client_r, client_w
+
+
+async def _ended(served: asyncio.Future, client_r: asyncio.StreamReader,
+                 client_w: asyncio.StreamWriter) -> list[str]:
+    """The final line of every reply of the session, once the engine has ended it."""
     out = await asyncio.wait_for(client_r.read(), 5)
     await served
     client_w.close()
     return [ln for ln in out.decode(errors="replace").split("\r\n") if ln and ln[3:4] != "-"]
+
+
+async def _session(lines: list[bytes], hooks: _Accepting | None = None) -> list[str]:
+    """The final line of every reply the engine gives to ``lines`` (sent at once)."""
+    served, client_r, client_w = await _serving(hooks or _Accepting())
+    client_w.write(b"".join(line + b"\r\n" for line in lines))
+    await client_w.drain()
+    return await _ended(served, client_r, client_w)
 
 
 def _reply_to(prefix: list[bytes], command: bytes) -> list[str]:
@@ -176,11 +188,7 @@ async def _data_session(gaps: list[float], timeout: float) -> tuple[list[str], l
     client then ends the message and quits), to an engine whose timeout is ``timeout``:
     the final line of every reply, and what it logged."""
     hooks = _Accepting()
-    a, b = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=a)
-    served = asyncio.ensure_future(Smtpd(hooks, timeout=timeout, error_sleep=0)
-                                   .serve(reader, writer))
-    client_r, client_w = await asyncio.open_connection(sock=b)
+    served, client_r, client_w = await _serving(hooks, timeout=timeout)
     client_w.write(b"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
     for i, gap in enumerate(gaps):
         await asyncio.sleep(gap)
@@ -189,11 +197,7 @@ async def _data_session(gaps: list[float], timeout: float) -> tuple[list[str], l
         client_w.write(b"line %d\r\n" % i)
     if not served.done():
         client_w.write(b".\r\nQUIT\r\n")
-    out = await asyncio.wait_for(client_r.read(), 5)
-    await served
-    client_w.close()
-    replies = [ln for ln in out.decode(errors="replace").split("\r\n") if ln and ln[3:4] != "-"]
-    return replies, hooks.logged
+    return await _ended(served, client_r, client_w), hooks.logged
 
 
 def test_data_time_limit_is_per_line():

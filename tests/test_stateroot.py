@@ -29,7 +29,7 @@ def _disk_folder() -> Path | None:
 
 def mounts_at(path: Path) -> list[tuple[str, str, str]]:
     real = os.path.realpath(path)
-    return [m for m in stateroot._mounts() if m[1] == real]
+    return [m for m in stateroot.mounts() if m[1] == real]
 
 
 @pytest.fixture

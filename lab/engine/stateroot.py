@@ -47,7 +47,7 @@ def _unescape(field: str) -> str:
     return field
 
 
-def _mounts() -> list[tuple[str, str, str]]:
+def mounts() -> list[tuple[str, str, str]]:
     """(source, mount point, file system type) of every mount this process sees."""
     out = []
     for line in Path("/proc/self/mounts").read_text().splitlines():
@@ -61,7 +61,7 @@ def file_system(path: Path) -> tuple[str, str, str]:
     """The mount ``path`` is on: (source, mount point, type) of the innermost one."""
     real = os.path.realpath(path)
     best = ("", "/", "")
-    for source, point, kind in _mounts():
+    for source, point, kind in mounts():
         inside = real == point or real.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best[1]):
             best = (source, point, kind)
