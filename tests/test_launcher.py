@@ -156,10 +156,11 @@ def test_launcher_off_starts_a_fresh_interpreter(root):
     assert root.lab("verify", "--lab", name).returncode == 0
 
 
-def test_a_launcher_whose_code_changed_is_replaced(root):
+@pytest.mark.parametrize("changed", ["state.py", "launcherproc.py"])  # a module it imports;
+def test_a_launcher_whose_code_changed_is_replaced(root, changed):  # the one it runs as
     root.up("t-launch-c1")
     (old,) = launchers(root.path)
-    module = PROJECT_ROOT / "lab" / "engine" / "state.py"
+    module = PROJECT_ROOT / "lab" / "engine" / changed
     stamp = module.stat()
     try:
         os.utime(module, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))

@@ -44,8 +44,14 @@ class CodeStamp:
 
 
 def _lab_files() -> list[str]:
-    return [m.__file__ for name, m in list(sys.modules.items())
-            if (name == "lab" or name.startswith("lab.")) and getattr(m, "__file__", None)]
+    """The lab's modules loaded, this one included: run with ``-m``, it is ``__main__``."""
+    return [m.__file__ for m in list(sys.modules.values())
+            if _in_lab(getattr(m, "__spec__", None) and m.__spec__.name)
+            and getattr(m, "__file__", None)]
+
+
+def _in_lab(name: str | None) -> bool:
+    return name is not None and (name == "lab" or name.startswith("lab."))
 
 
 def _mtime(path: str) -> int:
@@ -266,7 +272,11 @@ CHILDREN: dict[str, Callable[[dict], dict]] = {"load": load_topology,
 PRELOAD = ("asyncio", "mininet.link", "mininet.net", "mininet.node", "mininet.nodelib",
            "lab.engine.supervisor", "lab.engine.network", "lab.engine.mnnodes",
            "lab.engine.seal", "lab.engine.status", "lab.engine.exercise",
-           "lab.services.host", "lab.faults", "lab.probes",
+           "lab.services.host", "lab.faults", "lab.probes", "lab.history.replay",
+           "lab.history.messages", "lab.model.roles_derive", "concurrent.futures.thread",
+           # loaded on first use: the TLS certificates' backend (3,000 objects made as its
+           # binding loads), hostnames' IDNA codec
+           "cryptography.hazmat.backends.openssl.backend", "encodings.idna",
            # what the children answering `lab up` and `lab start` use
            "lab.engine.lifecycle", "lab.model.scenario_check", "lab.faults.draw",
            "lab.scoring.causes", "yaml")

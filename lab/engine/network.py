@@ -112,9 +112,9 @@ _NO_IPV6 = [_sysctl("net.ipv6.conf.all.disable_ipv6", 1),
 
 
 def ip_batch(lines: list[str]) -> str:
-    """One `ip -batch` running ``lines`` (ip's own commands), given as a here-string."""
-    text = "\\n".join(line.replace("\\", "\\\\").replace("'", "\\'") for line in lines)
-    return f"ip -batch - <<< $'{text}'"
+    """One `ip -batch` running ``lines`` (ip's own commands), fed by printf: one line of
+    POSIX shell for the node's dash."""
+    return f"printf '%s\\n' {' '.join(shlex.quote(line) for line in lines)} | ip -batch -"
 
 
 def veth_line(port: str, intf: str, host_pid: int) -> str:
@@ -158,7 +158,7 @@ def setup_commands(node: Node, files: NodeFiles) -> list[str]:
 
 
 def _add_nodes(net, topo: Topology, lab: LabNetwork, host_cls, bridge_cls) -> None:
-    """Start every node's shell at once: each start mostly waits for a new bash in new
+    """Start every node's shell at once: each start mostly waits for a new shell in new
     namespaces, so starting them side by side saves most of that wait."""
     from concurrent.futures import ThreadPoolExecutor
 
