@@ -4,8 +4,8 @@
 
 Starts labs (topology mail-dmz, names PREFIX-1...) in waves of W at once up to N (default
 300), and at 1 and at every hundred labs running (and at N) measures, with the labs idle:
-  * `lab up` of one more lab, timed alone (median of --probe runs; the first is the
-    baseline the later ones are compared with);
+  * `lab up` of one more lab, timed alone once the machine is idle (median of --probe
+    runs; the first is the baseline the later ones are compared with);
   * PSS per lab: the sum of /proc/PID/smaps_rollup's Pss over the lab's processes (those
     carrying LAB_INSTANCE=<lab> or living in one of its network namespaces), median over
     the labs; the supervisor's own; the launcher's (shared by all, said apart); and
@@ -181,10 +181,13 @@ class Density:
 
     def probe(self, runs: int, alone: bool = False) -> tuple[float, str]:
         """`lab up` of one more lab: the median of ``runs``; all stay up, or (``alone``)
-        all but the last are taken down again, so that the count grows by one."""
+        all but the last are taken down again, so that the count grows by one. Each
+        `lab up` waits until the machine is idle (``settle``): it times a lab joining N
+        idle labs, not one racing the last wave's tail."""
         times: list[float] = []
         failures = 0
         while len(times) < runs:
+            settle()
             name, took, err = self.up()
             if err:  # counted as in fill(); two in a row stop the probe
                 self.failed.append(f"{name}: {err}")
@@ -265,6 +268,25 @@ def trash_left(wait: float = 120.0) -> int:
     while piles() and time.monotonic() < deadline:
         time.sleep(0.1)
     return len(piles())
+
+
+def settle(idle: float = 0.9, longest: float = 30.0) -> float:
+    """Wait until the CPUs were at least ``idle`` idle over half a second (what the
+    labs started last, the kernel's work on their namespaces and the deletion of the
+    labs taken down leave running for a while), at most ``longest`` seconds; how long
+    it waited."""
+    def ticks() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    started = time.monotonic()
+    while time.monotonic() - started < longest:
+        idle0, all0 = ticks()
+        time.sleep(0.5)
+        idle1, all1 = ticks()
+        if all1 > all0 and (idle1 - idle0) / (all1 - all0) >= idle:
+            break
+    return time.monotonic() - started
 
 
 def checkpoints(total: int) -> list[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import termios
 
 from mininet.link import Intf, Link
 from mininet.node import Host
@@ -27,7 +28,15 @@ from lab.errors import LabError
 # what a node's shell and configuration script run (Mininet checks its own with `which`)
 REQUIRED = ("mnexec", "dash", "ip", "mount")
 _PROMPT = "PS1=" + chr(127)  # Mininet's prompt: how it knows a command has ended
-_BASH = ["bash", "--norc", "--noediting"]  # Mininet's shell (and dash's stand-in)
+_BASH = ["bash", "--norc", "--noediting", "-is"]  # Mininet's shell (and dash's stand-in)
+_MININET_FIRST = "unset HISTFILE; stty -echo; set +m"  # what Mininet sends a new shell first
+
+
+def _no_echo(tty: int) -> None:
+    """``stty -echo`` on the shell's terminal, before the shell starts."""
+    attrs = termios.tcgetattr(tty)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(tty, termios.TCSANOW, attrs)
 
 
 def _require() -> None:
@@ -60,18 +69,26 @@ class ScriptedLink(Link):
 
 class _Shell:
     """A node shell, dash, started by ``mnexec -d`` (no -c) whose Popen closes the
-    descriptors and sets its prompt (Mininet runs `env PS1=...`); the programs the scripts
-    need checked with shutil.which (Mininet runs `which`)."""
+    descriptors and sets its prompt (Mininet runs `env PS1=...`), on a terminal that does
+    not echo and without job control (Mininet's first command, `stty -echo; set +m`, a
+    round trip and a program started, is not sent); the programs the scripts need checked
+    with shutil.which (Mininet runs `which`)."""
 
     def startShell(self, mnopts=None) -> None:
         super().startShell("-d" if mnopts is None else mnopts)
 
     def _popen(self, cmd, **params):
         params["close_fds"] = True
-        if cmd[2:4] == ["env", _PROMPT] and cmd[4:7] == _BASH:  # Mininet's node shell
-            cmd = cmd[:2] + ["dash"] + cmd[7:]
+        if cmd[2:4] == ["env", _PROMPT] and cmd[4:8] == _BASH:  # Mininet's node shell
+            cmd = cmd[:2] + ["dash", "-i", "+m", "-s"] + cmd[8:]
             params["env"] = {**(params.get("env") or os.environ), "PS1": _PROMPT[4:]}
+            _no_echo(params["stdin"])
         return super()._popen(cmd, **params)
+
+    def cmd(self, *args, **kwargs):
+        if args == (_MININET_FIRST,):  # done as the shell started (_popen)
+            return ""
+        return super().cmd(*args, **kwargs)
 
     @classmethod
     def setup(cls) -> None:
