@@ -154,3 +154,21 @@ def test_lab_state_is_hidden(run, lab, node, state_root):
                  "/var/lib/lab"):
         assert run(node, "test", "-e", str(path)).returncode == 1, path
     assert checked(run(node, "ls", "-A", "/run")).split() == ["lab-node", "lock"]
+
+
+def test_node_shells_are_dash_without_echo(lab, lab_state):
+    """The shells Mininet drives (one per node and segment) are dash without job control
+    on a terminal that does not echo: what lets Mininet skip its `stty -echo; set +m`
+    (lab.engine.mnnodes). A Mininet whose shell command changed would start its bash."""
+    import termios
+
+    shells = {name: rec["pid"] for name, rec in lab_state(lab)["nodes"].items()}
+    assert set(shells) == {*NODES, *TOPOLOGY["segments"]}
+    for name, pid in shells.items():
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        assert argv == ["dash", "-i", "+m", "-s", f"mininet:{name}"], name
+        tty = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY)
+        try:
+            assert not termios.tcgetattr(tty)[3] & termios.ECHO, name
+        finally:
+            os.close(tty)

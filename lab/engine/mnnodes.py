@@ -83,11 +83,12 @@ class _Shell:
             cmd = cmd[:2] + ["dash", "-i", "+m", "-s"] + cmd[8:]
             params["env"] = {**(params.get("env") or os.environ), "PS1": _PROMPT[4:]}
             _no_echo(params["stdin"])
+            self.quiet_start = True
         return super()._popen(cmd, **params)
 
     def cmd(self, *args, **kwargs):
-        if args == (_MININET_FIRST,):  # done as the shell started (_popen)
-            return ""
+        if args == (_MININET_FIRST,) and getattr(self, "quiet_start", False):
+            return ""  # done as the shell started (_popen)
         return super().cmd(*args, **kwargs)
 
     @classmethod
