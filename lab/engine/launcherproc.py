@@ -287,6 +287,18 @@ def preload() -> None:
 
     for module in PRELOAD:
         importlib.import_module(module)
+    _warm()
+
+
+def _warm() -> None:
+    """What libraries do once per process at their first use, done once here rather than
+    in every supervisor: Mininet counts the CPUs with `grep`, inotify_simple finds the C
+    library with `ldconfig -p` (two programs started and read per lab)."""
+    from inotify_simple import INotify
+    from mininet.util import numCores
+
+    numCores()
+    INotify().close()
 
 
 def _take(lock: int) -> bool:
