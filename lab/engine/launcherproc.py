@@ -292,12 +292,14 @@ def preload() -> None:
 
 def _warm() -> None:
     """What libraries do once per process at their first use, done once here rather than
-    in every supervisor: Mininet counts the CPUs with `grep`, inotify_simple finds the C
-    library with `ldconfig -p` (two programs started and read per lab)."""
+    in every supervisor: Mininet counts the CPUs with `grep` and checks the machine's
+    limits (a dozen sysctls read), inotify_simple finds the C library with `ldconfig -p`."""
     from inotify_simple import INotify
+    from mininet.net import Mininet
     from mininet.util import numCores
 
     numCores()
+    Mininet.init()
     INotify().close()
 
 
